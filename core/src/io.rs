@@ -1,0 +1,488 @@
+//! Blocking I/O that a [`Cancel`] or a timeout interrupts promptly.
+//!
+//! The socket is put in non-blocking mode. Every operation first tries the
+//! plain syscall; only when it would block does it `poll` the socket together
+//! with the token's eventfd, with the nearer of the operation timeout and the
+//! token's deadline as the poll timeout. No thread per operation, no busy
+//! waiting: a blocked call costs one `poll` and wakes when there is something
+//! to do.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cancel::{Cancel, CancelFd, CancelReason, Cancelled};
+use crate::sys::{self, Interest, Woke};
+
+/// The error inside an `io::Error` of kind `TimedOut` when an operation's own
+/// timeout (not the token's deadline) expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout {
+    /// The operation: `"read"`, `"write"` or `"accept"`.
+    pub op: &'static str,
+    /// The configured timeout.
+    pub after: Duration,
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} timed out after {:?}", self.op, self.after)
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+impl From<Timeout> for io::Error {
+    fn from(t: Timeout) -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, t)
+    }
+}
+
+/// What a server knows about one of its connections, for graceful drain.
+///
+/// Servers (stead-core's [`Server`](crate::Server), stead-eventloop's event
+/// server) attach one to each [`Conn`]; protocol code reports through
+/// [`Conn::mark_idle`] and [`Conn::mark_active`].
+pub trait ConnTracker: Send + Sync {
+    /// The connection waits for its next request; `false` if it must close now.
+    fn idle(&self) -> bool;
+    /// The connection is working on a request.
+    fn active(&self);
+    /// Whether the server is draining (finish this request, then close).
+    fn draining(&self) -> bool;
+}
+
+/// Waits for readiness of one descriptor together with a token.
+struct Waiter {
+    cancel: Cancel,
+    /// Created on the first wait, kept for the connection's life.
+    cancel_fd: Option<CancelFd>,
+}
+
+impl Waiter {
+    fn wait(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        interest: Interest,
+        op: &'static str,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.cancel.check()?;
+        let _blocking = crate::blocking::enter();
+        if self.cancel_fd.is_none() {
+            self.cancel_fd = Some(self.cancel.fd()?);
+        }
+        let op_deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = match (op_deadline, self.cancel.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let cfd = self.cancel_fd.as_ref().map(|c| c.as_fd());
+        match sys::wait(fd, interest, cfd, deadline)? {
+            Woke::Ready => Ok(()),
+            Woke::Cancelled => Err(self.cancelled_error()),
+            Woke::TimedOut => {
+                // The token's own deadline reports as a cancellation.
+                if let Err(c) = self.cancel.check() {
+                    return Err(c.into());
+                }
+                Err(Timeout {
+                    op,
+                    after: timeout.unwrap_or_default(),
+                }
+                .into())
+            }
+        }
+    }
+
+    fn cancelled_error(&self) -> io::Error {
+        let reason = self.cancel.reason().unwrap_or(CancelReason::Cancelled);
+        Cancelled::new(reason).into()
+    }
+}
+
+/// A stream whose blocking `read`/`write` return promptly when its [`Cancel`]
+/// fires, its deadline passes, or a per-operation timeout expires.
+///
+/// Works with `TcpStream` and with anything `AsFd + Read + Write` over a
+/// non-blocking descriptor (a TLS stream over a `TcpStream`, a Unix socket).
+///
+/// ```
+/// use std::io::Read;
+/// use std::net::{TcpListener, TcpStream};
+/// use std::time::Duration;
+/// use stead_core::{Cancel, Conn};
+///
+/// let l = TcpListener::bind("127.0.0.1:0").unwrap();
+/// let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+/// let (server_side, _) = l.accept().unwrap();
+/// let mut conn = Conn::new(server_side, Cancel::new()).unwrap();
+/// conn.set_read_timeout(Some(Duration::from_millis(20)));
+/// let err = conn.read(&mut [0u8; 16]).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+/// # drop(client);
+/// ```
+pub struct Conn<S = TcpStream> {
+    stream: S,
+    waiter: Waiter,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    tracker: Option<Arc<dyn ConnTracker>>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Conn<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("stream", &self.stream)
+            .field("cancel", &self.waiter.cancel)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .finish()
+    }
+}
+
+impl Conn<TcpStream> {
+    /// Wrap a TCP stream: puts it in non-blocking mode.
+    pub fn new(stream: TcpStream, cancel: Cancel) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(Conn::from_nonblocking(stream, cancel))
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// Set `TCP_NODELAY`.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.stream.set_nodelay(on)
+    }
+
+    /// Shut down the read, write or both halves.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        self.stream.shutdown(how)
+    }
+}
+
+impl<S> Conn<S> {
+    /// Wrap a stream whose descriptor is already non-blocking.
+    ///
+    /// With a blocking descriptor the calls still work but cannot be
+    /// interrupted while the syscall itself blocks.
+    pub fn from_nonblocking(stream: S, cancel: Cancel) -> Self {
+        Conn {
+            stream,
+            waiter: Waiter {
+                cancel,
+                cancel_fd: None,
+            },
+            read_timeout: None,
+            write_timeout: None,
+            tracker: None,
+        }
+    }
+
+    /// The connection's token.
+    pub fn cancel(&self) -> &Cancel {
+        &self.waiter.cancel
+    }
+
+    /// Replace the connection's token (e.g. with a child carrying a request deadline).
+    /// Returns the previous one.
+    pub fn replace_cancel(&mut self, cancel: Cancel) -> Cancel {
+        self.waiter.cancel_fd = None;
+        std::mem::replace(&mut self.waiter.cancel, cancel)
+    }
+
+    /// Per-call read timeout (`None`: wait until cancelled or the deadline).
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) {
+        self.read_timeout = t;
+    }
+
+    /// Per-call write timeout.
+    pub fn set_write_timeout(&mut self, t: Option<Duration>) {
+        self.write_timeout = t;
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The wrapped stream, mutably. Reading or writing through it bypasses
+    /// cancellation.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Unwrap the stream (still non-blocking).
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
+    /// Wrap the stream in another (e.g. TLS) while keeping the token,
+    /// timeouts and server tracking.
+    pub fn map<T>(self, f: impl FnOnce(S) -> T) -> Conn<T> {
+        Conn {
+            stream: f(self.stream),
+            waiter: self.waiter,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+            tracker: self.tracker,
+        }
+    }
+
+    /// Fallible [`map`](Conn::map).
+    pub fn try_map<T, E>(self, f: impl FnOnce(S) -> Result<T, E>) -> Result<Conn<T>, E> {
+        Ok(Conn {
+            stream: f(self.stream)?,
+            waiter: self.waiter,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+            tracker: self.tracker,
+        })
+    }
+
+    /// Attach the server's tracker (done by servers, not by handlers).
+    pub fn set_tracker(&mut self, t: Arc<dyn ConnTracker>) {
+        self.tracker = Some(t);
+    }
+
+    /// Tell the server this connection is idle (between requests). Returns
+    /// `false` when the server is draining and the connection should close
+    /// instead of waiting; the token is then already cancelled.
+    ///
+    /// Outside a [`Server`](crate::Server) this always returns `true`.
+    pub fn mark_idle(&self) -> bool {
+        self.tracker.as_ref().is_none_or(|t| t.idle())
+    }
+
+    /// Tell the server this connection is working on a request: a graceful
+    /// shutdown lets it finish.
+    pub fn mark_active(&self) {
+        if let Some(t) = &self.tracker {
+            t.active();
+        }
+    }
+
+    /// Whether the server is draining: finish the current request, then close
+    /// (HTTP sends `Connection: close`).
+    pub fn is_draining(&self) -> bool {
+        self.tracker.as_ref().is_some_and(|t| t.draining())
+    }
+}
+
+impl<S: AsFd> Conn<S> {
+    /// Block until the stream is readable (or cancelled / timed out) without reading.
+    pub fn wait_readable(&mut self) -> io::Result<()> {
+        self.waiter.wait(
+            self.stream.as_fd(),
+            Interest::Read,
+            "read",
+            self.read_timeout,
+        )
+    }
+
+    /// Block until the stream is writable (or cancelled / timed out).
+    pub fn wait_writable(&mut self) -> io::Result<()> {
+        self.waiter.wait(
+            self.stream.as_fd(),
+            Interest::Write,
+            "write",
+            self.write_timeout,
+        )
+    }
+}
+
+impl<S: AsFd> AsFd for Conn<S> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+impl<S: Read + AsFd> Read for Conn<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.waiter.cancel.check()?;
+        loop {
+            match self.stream.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.waiter.wait(
+                        self.stream.as_fd(),
+                        Interest::Read,
+                        "read",
+                        self.read_timeout,
+                    )?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+}
+
+impl<S: Write + AsFd> Write for Conn<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.waiter.cancel.check()?;
+        loop {
+            match self.stream.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.waiter.wait(
+                        self.stream.as_fd(),
+                        Interest::Write,
+                        "write",
+                        self.write_timeout,
+                    )?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.waiter.cancel.check()?;
+        loop {
+            match self.stream.write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.waiter.wait(
+                        self.stream.as_fd(),
+                        Interest::Write,
+                        "write",
+                        self.write_timeout,
+                    )?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        loop {
+            match self.stream.flush() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.waiter.wait(
+                        self.stream.as_fd(),
+                        Interest::Write,
+                        "write",
+                        self.write_timeout,
+                    )?;
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+/// A TCP listener whose `accept` returns promptly when its [`Cancel`] fires.
+///
+/// Accepted streams are non-blocking and close-on-exec.
+#[derive(Debug)]
+pub struct Listener {
+    inner: TcpListener,
+    waiter: Waiter,
+    accept_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.cancel.fmt(f)
+    }
+}
+
+impl Listener {
+    /// Bind a listener (port 0 picks a free port).
+    pub fn bind(addr: impl ToSocketAddrs, cancel: Cancel) -> io::Result<Self> {
+        Listener::from_std(TcpListener::bind(addr)?, cancel)
+    }
+
+    /// Wrap a bound std listener; puts it in non-blocking mode.
+    pub fn from_std(inner: TcpListener, cancel: Cancel) -> io::Result<Self> {
+        inner.set_nonblocking(true)?;
+        Ok(Listener {
+            inner,
+            waiter: Waiter {
+                cancel,
+                cancel_fd: None,
+            },
+            accept_timeout: None,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// The listener's token.
+    pub fn cancel(&self) -> &Cancel {
+        &self.waiter.cancel
+    }
+
+    /// Per-call accept timeout.
+    pub fn set_accept_timeout(&mut self, t: Option<Duration>) {
+        self.accept_timeout = t;
+    }
+
+    /// The wrapped std listener.
+    pub fn get_ref(&self) -> &TcpListener {
+        &self.inner
+    }
+
+    /// Accept a connection without blocking: `Ok(None)` if none is pending.
+    pub fn try_accept(&self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        use rustix::net::{SocketFlags, acceptfrom_with};
+        loop {
+            match acceptfrom_with(&self.inner, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+                Ok((fd, addr)) => {
+                    let stream = TcpStream::from(fd);
+                    let addr = match addr.and_then(|a| SocketAddr::try_from(a).ok()) {
+                        Some(a) => a,
+                        None => stream.peer_addr()?,
+                    };
+                    return Ok(Some((stream, addr)));
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(None),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Accept a connection, blocking until one arrives, the token fires or
+    /// the accept timeout passes. The stream is non-blocking; wrap it with
+    /// [`Conn::from_nonblocking`].
+    pub fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.waiter.cancel.check()?;
+        loop {
+            if let Some(c) = self.try_accept()? {
+                return Ok(c);
+            }
+            self.waiter.wait(
+                self.inner.as_fd(),
+                Interest::Read,
+                "accept",
+                self.accept_timeout,
+            )?;
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}

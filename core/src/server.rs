@@ -1,0 +1,736 @@
+//! The thread-per-connection TCP server: accept loop, connection limit,
+//! per-connection tokens, panics contained, graceful drain.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::cancel::{Cancel, CancelReason};
+use crate::io::{Conn, ConnTracker, Listener};
+use crate::sys;
+
+/// Handles one connection on its own thread. Implemented for every
+/// `Fn(Conn) + Send + Sync + 'static`.
+pub trait Handler: Send + Sync + 'static {
+    /// Serve the connection until it is done; the stream closes on return.
+    fn handle(&self, conn: Conn<TcpStream>);
+}
+
+impl<F> Handler for F
+where
+    F: Fn(Conn<TcpStream>) + Send + Sync + 'static,
+{
+    fn handle(&self, conn: Conn<TcpStream>) {
+        self(conn)
+    }
+}
+
+/// A unit of work for a [`Spawner`]: a connection's whole life.
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Starts connection threads. The default uses `std::thread::Builder`;
+/// tests inject failures through their own implementation.
+pub trait Spawner: Send + Sync + 'static {
+    /// Run `job` on a new thread named `name` with `stack_size` bytes of stack.
+    /// On failure, hand the job back with the error so it can be retried.
+    fn spawn(&self, name: String, stack_size: usize, job: Job) -> Result<(), (io::Error, Job)>;
+}
+
+/// The standard spawner: one OS thread per job.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ThreadSpawner;
+
+impl Spawner for ThreadSpawner {
+    fn spawn(&self, name: String, stack_size: usize, job: Job) -> Result<(), (io::Error, Job)> {
+        // std consumes the closure even on failure: park the job where we can
+        // take it back.
+        let slot = Arc::new(Mutex::new(Some(job)));
+        let theirs = slot.clone();
+        let res = std::thread::Builder::new()
+            .name(name)
+            .stack_size(stack_size)
+            .spawn(move || {
+                let job = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(job) = job {
+                    job();
+                }
+            });
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let job = slot
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .expect("a thread that failed to start did not take its job");
+                Err((e, job))
+            }
+        }
+    }
+}
+
+/// Configuration for a [`Server`].
+#[derive(Clone)]
+pub struct ServerBuilder {
+    max_connections: usize,
+    stack_size: usize,
+    thread_name: String,
+    reuse_port: bool,
+    backlog: i32,
+    nodelay: bool,
+    cancel_wait: Duration,
+    spawner: Arc<dyn Spawner>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("max_connections", &self.max_connections)
+            .field("stack_size", &self.stack_size)
+            .field("thread_name", &self.thread_name)
+            .field("reuse_port", &self.reuse_port)
+            .field("backlog", &self.backlog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            max_connections: 4096,
+            stack_size: 256 * 1024,
+            thread_name: "stead-conn".into(),
+            reuse_port: false,
+            backlog: 1024,
+            nodelay: true,
+            cancel_wait: Duration::from_secs(1),
+            spawner: Arc::new(ThreadSpawner),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Defaults: 4,096 connections, 256 KiB stacks, threads named
+    /// `stead-conn`, backlog 1,024, `TCP_NODELAY` on, no `SO_REUSEPORT`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most `n` connections at once; at the limit the server stops
+    /// accepting (new connections wait in the kernel backlog) until one closes.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Stack size of connection threads (default 256 KiB).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Name of connection threads (default `stead-conn`).
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Set `SO_REUSEPORT` so several servers (or processes) can share the port.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// The `listen` backlog (default 1,024).
+    pub fn backlog(mut self, n: i32) -> Self {
+        self.backlog = n;
+        self
+    }
+
+    /// Set `TCP_NODELAY` on accepted connections (default on).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// How long [`ServerHandle::shutdown`] waits for connections to exit after
+    /// cancelling them at the end of the grace period (default 1 s).
+    pub fn cancel_wait(mut self, d: Duration) -> Self {
+        self.cancel_wait = d;
+        self
+    }
+
+    /// Replace the thread spawner (for fault injection in tests).
+    pub fn spawner(mut self, s: impl Spawner) -> Self {
+        self.spawner = Arc::new(s);
+        self
+    }
+
+    /// Bind the listening socket. The address may use port 0.
+    pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+        let listener = bind_listener(addr, self.reuse_port, self.backlog)?;
+        Server::from_listener(listener, self)
+    }
+}
+
+/// Bind a TCP listener with `SO_REUSEADDR`, optional `SO_REUSEPORT` and a backlog.
+pub fn bind_listener(
+    addr: impl ToSocketAddrs,
+    reuse_port: bool,
+    backlog: i32,
+) -> io::Result<TcpListener> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let family = if addr.is_ipv4() {
+            AddressFamily::INET
+        } else {
+            AddressFamily::INET6
+        };
+        let attempt = (|| -> io::Result<TcpListener> {
+            let fd =
+                rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+            sockopt::set_socket_reuseaddr(&fd, true)?;
+            if reuse_port {
+                sockopt::set_socket_reuseport(&fd, true)?;
+            }
+            rustix::net::bind(&fd, &addr)?;
+            rustix::net::listen(&fd, backlog)?;
+            Ok(TcpListener::from(fd))
+        })();
+        match attempt {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                last = Some(io::Error::new(
+                    e.kind(),
+                    format!("stead: cannot listen on {addr}: {e}"),
+                ))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "stead: address resolved to nothing",
+        )
+    }))
+}
+
+/// A bound thread-per-connection server, not yet serving.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use stead_core::Server;
+///
+/// let server = Server::bind("127.0.0.1:0").unwrap();
+/// let addr = server.local_addr().unwrap();
+/// let handle = server.serve(|mut conn: stead_core::Conn| {
+///     let mut buf = [0u8; 64];
+///     while let Ok(n @ 1..) = conn.read(&mut buf) {
+///         if conn.write_all(&buf[..n]).is_err() { break; }
+///     }
+/// });
+/// let mut c = std::net::TcpStream::connect(addr).unwrap();
+/// c.write_all(b"ping").unwrap();
+/// let mut got = [0u8; 4];
+/// c.read_exact(&mut got).unwrap();
+/// assert_eq!(&got, b"ping");
+/// drop(c);
+/// let report = handle.shutdown(Duration::from_secs(1));
+/// assert_eq!(report.still_running, 0);
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    config: ServerBuilder,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Server {
+    /// Bind with default settings.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Server> {
+        ServerBuilder::new().bind(addr)
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+
+    /// Serve on an already bound listener.
+    pub fn from_listener(listener: TcpListener, config: ServerBuilder) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        Ok(Server { listener, config })
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Start the accept loop on its own thread (`stead-accept`) and return a handle.
+    pub fn serve<H: Handler>(self, handler: H) -> ServerHandle {
+        let local_addr = self.listener.local_addr().ok();
+        let shared = Arc::new(Shared {
+            root: Cancel::new(),
+            draining: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            changed: Condvar::new(),
+            stats: Counters::default(),
+            config: self.config,
+        });
+        let accept_cancel = Cancel::new();
+        // Wake an accept loop paused at the connection limit.
+        let waker = {
+            let shared = shared.clone();
+            accept_cancel.on_cancel(move |_| {
+                let _g = shared.lock();
+                shared.changed.notify_all();
+            })
+        };
+        waker.forget();
+        let listener = Listener::from_std(self.listener, accept_cancel.clone());
+        let sh = shared.clone();
+        let handler: Arc<dyn Handler> = Arc::new(handler);
+        let thread = std::thread::Builder::new()
+            .name("stead-accept".into())
+            .spawn(move || match listener {
+                Ok(l) => accept_loop(l, sh, handler),
+                Err(e) => log::error!("stead: cannot start the accept loop: {e}"),
+            })
+            .expect("stead: cannot spawn the accept thread");
+        ServerHandle {
+            shared,
+            accept_cancel,
+            accept_thread: Some(thread),
+            local_addr,
+        }
+    }
+}
+
+/// Counts kept by a running server.
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    completed: AtomicU64,
+    panicked: AtomicU64,
+    accept_errors: AtomicU64,
+    spawn_errors: AtomicU64,
+    limit_pauses: AtomicU64,
+}
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Connections whose handler has returned (or panicked).
+    pub completed: u64,
+    /// Handlers that panicked.
+    pub panicked: u64,
+    /// Failed `accept` calls (resource exhaustion and others).
+    pub accept_errors: u64,
+    /// Failed attempts to start a connection thread.
+    pub spawn_errors: u64,
+    /// Times the accept loop paused at the connection limit.
+    pub limit_pauses: u64,
+}
+
+struct Slot {
+    cancel: Cancel,
+    idle: AtomicBool,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl ConnTracker for Slot {
+    fn idle(&self) -> bool {
+        self.idle.store(true, Ordering::SeqCst);
+        let draining = self
+            .shared
+            .upgrade()
+            .is_none_or(|s| s.draining.load(Ordering::SeqCst));
+        if draining {
+            self.cancel.cancel_with(CancelReason::Shutdown);
+            return false;
+        }
+        true
+    }
+
+    fn active(&self) {
+        self.idle.store(false, Ordering::SeqCst);
+    }
+
+    fn draining(&self) -> bool {
+        self.shared
+            .upgrade()
+            .is_none_or(|s| s.draining.load(Ordering::SeqCst))
+    }
+}
+
+struct Shared {
+    /// Parent of every connection token; cancelled when the grace period ends.
+    root: Cancel,
+    draining: AtomicBool,
+    conns: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// Notified whenever a connection ends (and when accepting is cancelled).
+    changed: Condvar,
+    stats: Counters,
+    config: ServerBuilder,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Removes the connection from the table when its thread ends, however it ends.
+struct ConnGuard {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut conns = self.shared.lock();
+        conns.remove(&self.id);
+        self.shared.stats.completed.fetch_add(1, Ordering::Relaxed);
+        drop(conns);
+        self.shared.changed.notify_all();
+    }
+}
+
+/// Go's accept back-off: 5 ms, doubling, at most 1 s.
+struct Backoff {
+    delay: Duration,
+    failures: u64,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Backoff {
+            delay: Self::MIN,
+            failures: 0,
+        }
+    }
+
+    /// Returns the delay to wait now, and doubles the next.
+    fn next(&mut self) -> Duration {
+        let d = self.delay;
+        self.delay = (self.delay * 2).min(Self::MAX);
+        self.failures += 1;
+        d
+    }
+
+    /// After a success: returns how many failures the episode had.
+    fn reset(&mut self) -> u64 {
+        self.delay = Self::MIN;
+        std::mem::take(&mut self.failures)
+    }
+}
+
+fn accept_loop(mut listener: Listener, shared: Arc<Shared>, handler: Arc<dyn Handler>) {
+    let cancel = listener.cancel().clone();
+    let mut accept_backoff = Backoff::new();
+    let mut spawn_backoff = Backoff::new();
+    let mut next_id: u64 = 0;
+    let max = shared.config.max_connections;
+    loop {
+        // Backpressure: at the limit, stop accepting until a connection ends.
+        {
+            let mut conns = shared.lock();
+            if conns.len() >= max && !cancel.is_cancelled() {
+                shared.stats.limit_pauses.fetch_add(1, Ordering::Relaxed);
+                log::warn!("stead: connection limit ({max}) reached; accepting paused");
+                while conns.len() >= max && !cancel.is_cancelled() {
+                    conns = shared
+                        .changed
+                        .wait(conns)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => {
+                let failures = accept_backoff.reset();
+                if failures > 0 {
+                    log::warn!("stead: accept recovered after {failures} failed attempts");
+                }
+                c
+            }
+            Err(e) if cancel.is_cancelled() => {
+                log::debug!("stead: accept loop stopping: {e}");
+                return;
+            }
+            Err(e) if sys::is_transient_accept_error(&e) => continue,
+            Err(e) => {
+                shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                let delay = accept_backoff.next();
+                if accept_backoff.failures == 1 {
+                    let hint = if sys::is_resource_exhaustion(&e) {
+                        " (out of file descriptors or memory: raise `ulimit -n` or lower max_connections)"
+                    } else {
+                        ""
+                    };
+                    log::error!("stead: accept failed: {e}{hint}; retrying with back-off up to 1s");
+                }
+                if cancel.sleep(delay).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if shared.config.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        let id = next_id;
+        next_id += 1;
+        let conn_cancel = shared.root.child();
+        let slot = Arc::new(Slot {
+            cancel: conn_cancel.clone(),
+            idle: AtomicBool::new(false),
+            shared: Arc::downgrade(&shared),
+        });
+        shared.lock().insert(id, slot.clone());
+        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let guard = ConnGuard {
+            shared: shared.clone(),
+            id,
+        };
+        let h = handler.clone();
+        let sh = shared.clone();
+        let mut job: Job = Box::new(move || {
+            let _guard = guard;
+            let mut conn = Conn::from_nonblocking(stream, conn_cancel);
+            conn.set_tracker(slot);
+            if catch_unwind(AssertUnwindSafe(|| h.handle(conn))).is_err() {
+                sh.stats.panicked.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "stead: connection handler for {peer} panicked; connection closed, server continues"
+                );
+            }
+        });
+        // A failed spawn keeps the connection and retries: backpressure, not loss.
+        loop {
+            match shared.config.spawner.spawn(
+                shared.config.thread_name.clone(),
+                shared.config.stack_size,
+                job,
+            ) {
+                Ok(()) => {
+                    let failures = spawn_backoff.reset();
+                    if failures > 0 {
+                        log::warn!("stead: thread creation recovered after {failures} failures");
+                    }
+                    break;
+                }
+                Err((e, j)) => {
+                    job = j;
+                    shared.stats.spawn_errors.fetch_add(1, Ordering::Relaxed);
+                    let delay = spawn_backoff.next();
+                    if spawn_backoff.failures == 1 {
+                        log::error!(
+                            "stead: cannot start a connection thread: {e} (thread limit or memory; \
+                             lower max_connections or stack_size); retrying with back-off, accept paused"
+                        );
+                    }
+                    if cancel.sleep(delay).is_err() {
+                        // Shutting down: the job (and its connection) is dropped,
+                        // which unregisters the connection.
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections open when shutdown began.
+    pub open_at_start: usize,
+    /// Idle connections closed at once.
+    pub idle_closed: usize,
+    /// Busy connections that finished on their own within the grace period.
+    pub drained: usize,
+    /// Connections still running at the end of the grace period, then cancelled.
+    pub cancelled: usize,
+    /// Connections whose thread had not ended `cancel_wait` after being cancelled.
+    pub still_running: usize,
+    /// Time the shutdown took.
+    pub elapsed: Duration,
+}
+
+impl ShutdownReport {
+    /// Whether every connection ended without being cancelled.
+    pub fn is_clean(&self) -> bool {
+        self.cancelled == 0 && self.still_running == 0
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} open: {} idle closed, {} drained, {} cancelled, {} still running, in {:?}",
+            self.open_at_start,
+            self.idle_closed,
+            self.drained,
+            self.cancelled,
+            self.still_running,
+            self.elapsed
+        )
+    }
+}
+
+/// A running [`Server`]. Dropping it shuts the server down with no grace period.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    accept_cancel: Cancel,
+    accept_thread: Option<JoinHandle<()>>,
+    local_addr: Option<SocketAddr>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+            .expect("a bound listener has a local address")
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ServerStats {
+        let s = &self.shared.stats;
+        ServerStats {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            active: self.shared.lock().len() as u64,
+            completed: s.completed.load(Ordering::Relaxed),
+            panicked: s.panicked.load(Ordering::Relaxed),
+            accept_errors: s.accept_errors.load(Ordering::Relaxed),
+            spawn_errors: s.spawn_errors.load(Ordering::Relaxed),
+            limit_pauses: s.limit_pauses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The parent token of every connection: cancelling it cancels all of them.
+    pub fn connections_cancel(&self) -> &Cancel {
+        &self.shared.root
+    }
+
+    /// Block until `signal` is cancelled (e.g. [`shutdown_on_signals`](crate::shutdown_on_signals)),
+    /// then shut down gracefully with `grace`.
+    pub fn run_until(self, signal: &Cancel, grace: Duration) -> ShutdownReport {
+        signal.wait();
+        self.shutdown(grace)
+    }
+
+    /// Graceful shutdown: stop accepting and close the listener at once,
+    /// close idle connections, let busy ones finish until `grace` passes,
+    /// then cancel the rest and wait up to `cancel_wait` for them to end.
+    pub fn shutdown(mut self, grace: Duration) -> ShutdownReport {
+        self.shutdown_inner(grace)
+    }
+
+    fn shutdown_inner(&mut self, grace: Duration) -> ShutdownReport {
+        let start = Instant::now();
+        let deadline = start + grace;
+        let shared = &self.shared;
+        // 1. Stop accepting; the listener closes when the accept thread ends.
+        self.accept_cancel.cancel_with(CancelReason::Shutdown);
+        if let Some(t) = self.accept_thread.take() {
+            let _ = t.join();
+        }
+        // 2. Drain: idle connections close now, busy ones close when idle.
+        shared.draining.store(true, Ordering::SeqCst);
+        let mut report = ShutdownReport::default();
+        let mut conns = shared.lock();
+        report.open_at_start = conns.len();
+        let mut idle_ids = std::collections::HashSet::new();
+        for (id, slot) in conns.iter() {
+            if slot.idle.load(Ordering::SeqCst) {
+                slot.cancel.cancel_with(CancelReason::Shutdown);
+                idle_ids.insert(*id);
+            }
+        }
+        report.idle_closed = idle_ids.len();
+        // 3. Wait for the rest until the grace deadline.
+        while !conns.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            conns = shared
+                .changed
+                .wait_timeout(conns, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        // 4. Cancel what is left and give it a moment to end.
+        report.cancelled = conns.keys().filter(|id| !idle_ids.contains(id)).count();
+        if !conns.is_empty() {
+            drop(conns);
+            shared.root.cancel_with(CancelReason::Shutdown);
+            conns = shared.lock();
+            let until = Instant::now() + shared.config.cancel_wait;
+            while !conns.is_empty() {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                conns = shared
+                    .changed
+                    .wait_timeout(conns, until - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        report.still_running = conns.len();
+        drop(conns);
+        report.drained = report.open_at_start - report.idle_closed - report.cancelled;
+        report.elapsed = start.elapsed();
+        if report.still_running > 0 {
+            log::warn!(
+                "stead: {} connection thread(s) ignored cancellation and are still running",
+                report.still_running
+            );
+        }
+        report
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if self.accept_thread.is_some() {
+            self.shutdown_inner(Duration::ZERO);
+        }
+    }
+}
