@@ -1,0 +1,98 @@
+//! Its own test binary, because it lowers the process's file-descriptor limit:
+//! accept fails with EMFILE, the server backs off without spinning, logs once,
+//! and serves again once descriptors are free.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+use rustix::time::{ClockId, clock_gettime};
+use stead_core::{Conn, Server};
+
+/// Forwards every log line to a channel so the test can wait on events.
+struct ChannelLogger(Sender<String>);
+
+impl log::Log for ChannelLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        let _ = self.0.send(format!("{} {}", r.level(), r.args()));
+    }
+    fn flush(&self) {}
+}
+
+fn wait_for_log(rx: &Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no log line containing {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn cpu_time() -> Duration {
+    let t = clock_gettime(ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[test]
+fn accept_backs_off_on_emfile_and_recovers() {
+    let (tx, logs) = unbounded();
+    log::set_logger(Box::leak(Box::new(ChannelLogger(tx)))).unwrap();
+    log::set_max_level(log::LevelFilter::Debug);
+
+    let handle = Server::bind("127.0.0.1:0").unwrap().serve(|mut c: Conn| {
+        let mut req = [0u8; 5];
+        if c.read_exact(&mut req).is_ok() && &req == b"ping\n" {
+            let _ = c.write_all(b"pong\n");
+        }
+    });
+    let addr = handle.local_addr();
+
+    // Leave room for a few descriptors, then use them all up.
+    let old = getrlimit(Resource::Nofile);
+    let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open_now + 16),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
+    let mut hog = Vec::new();
+    while let Ok(f) = File::open("/dev/null") {
+        hog.push(f);
+    }
+    // Free one for the client's own socket; the server has none left.
+    hog.pop();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client.write_all(b"ping\n").unwrap();
+    let line = wait_for_log(&logs, "accept failed");
+    assert!(line.contains("file descriptors"), "the log explains: {line}");
+
+    // While exhausted, the accept loop sleeps between attempts: no spin.
+    let cpu0 = cpu_time();
+    let window = Duration::from_millis(500);
+    std::thread::sleep(window); // a measurement window, not synchronisation
+    let used = cpu_time() - cpu0;
+    assert!(used < window / 5, "accept loop burned {used:?} of CPU in {window:?}");
+    assert!(handle.stats().accept_errors >= 2, "it kept retrying");
+
+    // Free the descriptors: the waiting connection is accepted and served.
+    drop(hog);
+    let mut r = BufReader::new(client);
+    let mut s = String::new();
+    r.read_line(&mut s).unwrap();
+    assert_eq!(s, "pong\n");
+    wait_for_log(&logs, "accept recovered");
+    setrlimit(Resource::Nofile, old).unwrap();
+    handle.shutdown(Duration::from_secs(5));
+}
