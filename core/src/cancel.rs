@@ -409,6 +409,19 @@ impl Cancel {
     where
         F: FnOnce(CancelReason) + Send + 'static,
     {
+        self.register_callback(Box::new(f), true)
+    }
+
+    /// [`on_cancel`](Cancel::on_cancel) without arming the deadline driver:
+    /// for waiters that bound their wait by the deadline themselves.
+    pub(crate) fn on_cancel_unarmed<F>(&self, f: F) -> CallbackGuard
+    where
+        F: FnOnce(CancelReason) + Send + 'static,
+    {
+        self.register_callback(Box::new(f), false)
+    }
+
+    fn register_callback(&self, f: Callback, arm: bool) -> CallbackGuard {
         let mut w = self.inner.lock();
         if let Some(r) = self.inner.load_reason() {
             drop(w);
@@ -420,8 +433,10 @@ impl Cancel {
         }
         let key = w.next_id;
         w.next_id += 1;
-        w.callbacks.insert(key, Box::new(f));
-        self.inner.arm(&mut w);
+        w.callbacks.insert(key, f);
+        if arm {
+            self.inner.arm(&mut w);
+        }
         CallbackGuard {
             inner: Some(Arc::downgrade(&self.inner)),
             key,

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cancel::{Cancel, CancelFd, CancelReason, Cancelled};
+use crate::cancel::{Cancel, CancelReason, Cancelled};
 use crate::sys::{self, Interest, Woke};
 
 /// The error inside an `io::Error` of kind `TimedOut` when an operation's own
@@ -56,10 +56,13 @@ pub trait ConnTracker: Send + Sync {
 }
 
 /// Waits for readiness of one descriptor together with a token.
+///
+/// The wake-up descriptor is the waiting *thread's* eventfd, not one per
+/// token or connection: for the length of a wait, a callback registered on
+/// the token signals it. Descriptors then scale with threads, and an idle
+/// connection (parked in an event loop) holds none.
 struct Waiter {
     cancel: Cancel,
-    /// Created on the first wait, kept for the connection's life.
-    cancel_fd: Option<CancelFd>,
 }
 
 impl Waiter {
@@ -72,30 +75,36 @@ impl Waiter {
     ) -> io::Result<()> {
         self.cancel.check()?;
         let _blocking = crate::blocking::enter();
-        if self.cancel_fd.is_none() {
-            self.cancel_fd = Some(self.cancel.fd()?);
-        }
+        let wake = sys::thread_wake_fd()?;
+        let signal = wake.clone();
+        let _guard = self
+            .cancel
+            .on_cancel_unarmed(move |_| sys::eventfd_signal(signal.as_fd()));
         let op_deadline = timeout.map(|t| Instant::now() + t);
         let deadline = match (op_deadline, self.cancel.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let cfd = self.cancel_fd.as_ref().map(|c| c.as_fd());
-        match sys::wait(fd, interest, cfd, deadline)? {
-            Woke::Ready => Ok(()),
-            Woke::Cancelled => Err(self.cancelled_error()),
-            Woke::TimedOut => {
-                // The token's own deadline reports as a cancellation.
-                if let Err(c) = self.cancel.check() {
-                    return Err(c.into());
+        loop {
+            match sys::wait(fd, interest, Some(wake.as_fd()), deadline)? {
+                Woke::Ready => return Ok(()),
+                Woke::Cancelled => {
+                    sys::eventfd_drain(wake.as_fd());
+                    if self.cancel.is_cancelled() {
+                        return Err(self.cancelled_error());
+                    }
+                    // A stale signal from an earlier wait on this thread: wait again.
                 }
-                Err(Timeout {
-                    op,
-                    after: timeout.unwrap_or_default(),
-                }
-                .into())
+                Woke::TimedOut => break,
             }
         }
+        // The token's own deadline reports as a cancellation.
+        self.cancel.check()?;
+        Err(Timeout {
+            op,
+            after: timeout.unwrap_or_default(),
+        }
+        .into())
     }
 
     fn cancelled_error(&self) -> io::Error {
@@ -175,10 +184,7 @@ impl<S> Conn<S> {
     pub fn from_nonblocking(stream: S, cancel: Cancel) -> Self {
         Conn {
             stream,
-            waiter: Waiter {
-                cancel,
-                cancel_fd: None,
-            },
+            waiter: Waiter { cancel },
             read_timeout: None,
             write_timeout: None,
             tracker: None,
@@ -193,7 +199,6 @@ impl<S> Conn<S> {
     /// Replace the connection's token (e.g. with a child carrying a request deadline).
     /// Returns the previous one.
     pub fn replace_cancel(&mut self, cancel: Cancel) -> Cancel {
-        self.waiter.cancel_fd = None;
         std::mem::replace(&mut self.waiter.cancel, cancel)
     }
 
@@ -414,10 +419,7 @@ impl Listener {
         inner.set_nonblocking(true)?;
         Ok(Listener {
             inner,
-            waiter: Waiter {
-                cancel,
-                cancel_fd: None,
-            },
+            waiter: Waiter { cancel },
             accept_timeout: None,
         })
     }

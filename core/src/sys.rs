@@ -25,6 +25,28 @@ pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) {
     let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
 }
 
+/// Read an eventfd to zero (non-blocking; nothing to read is fine).
+pub(crate) fn eventfd_drain(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut buf);
+}
+
+/// This thread's wake-up eventfd, created on first use and closed when the
+/// thread exits.
+pub(crate) fn thread_wake_fd() -> io::Result<std::sync::Arc<OwnedFd>> {
+    thread_local! {
+        static WAKE: std::cell::OnceCell<std::sync::Arc<OwnedFd>> = const { std::cell::OnceCell::new() };
+    }
+    WAKE.with(|w| {
+        if let Some(fd) = w.get() {
+            return Ok(fd.clone());
+        }
+        let fd = std::sync::Arc::new(eventfd()?);
+        let _ = w.set(fd.clone());
+        Ok(fd)
+    })
+}
+
 /// What ended a [`wait`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Woke {

@@ -29,7 +29,10 @@ fn cancelling_parent_cancels_all_descendants_never_the_reverse() {
     assert_eq!(b.reason(), Some(CancelReason::Shutdown));
     // The first reason sticks.
     assert_eq!(a1.reason(), Some(CancelReason::Cancelled));
-    assert!(!root.cancel(), "second cancel reports it was already cancelled");
+    assert!(
+        !root.cancel(),
+        "second cancel reports it was already cancelled"
+    );
 }
 
 #[test]
@@ -146,7 +149,9 @@ fn callbacks_run_once_on_cancel_and_deadline_and_unregister_on_drop() {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let d = Cancel::with_timeout(Duration::from_millis(20));
     let _g2 = d.on_cancel(move |r| tx.send((r, Instant::now())).unwrap());
-    let (r, at) = rx.recv_timeout(Duration::from_secs(5)).expect("deadline callback");
+    let (r, at) = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("deadline callback");
     assert_eq!(r, CancelReason::DeadlineExceeded);
     assert!(at - d.deadline().unwrap() < PROMPT);
 }
@@ -224,6 +229,9 @@ fn io_error_conversion_says_which() {
     assert!(Cancelled::from_io(&e).unwrap().is_timeout());
     let e: std::io::Error = Cancelled::new(CancelReason::Cancelled).into();
     assert_eq!(e.kind(), std::io::ErrorKind::Other);
-    assert_eq!(Cancelled::from_io(&e).unwrap().reason(), CancelReason::Cancelled);
+    assert_eq!(
+        Cancelled::from_io(&e).unwrap().reason(),
+        CancelReason::Cancelled
+    );
     assert_eq!(e.to_string(), "operation cancelled");
 }

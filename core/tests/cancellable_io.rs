@@ -46,7 +46,10 @@ fn blocked_read_returns_promptly_on_cancel() {
     let (e, took) = cancel_while_blocked(token, move || conn.read(&mut [0u8; 8]).unwrap_err());
     assert!(took < PROMPT, "read returned {took:?} after cancel");
     assert_eq!(e.kind(), ErrorKind::Other);
-    assert_eq!(Cancelled::from_io(&e).unwrap().reason(), CancelReason::Cancelled);
+    assert_eq!(
+        Cancelled::from_io(&e).unwrap().reason(),
+        CancelReason::Cancelled
+    );
 }
 
 #[test]
@@ -74,7 +77,10 @@ fn read_timeout_is_a_timeout_not_a_cancellation() {
     let t = e.get_ref().unwrap().downcast_ref::<Timeout>().unwrap();
     assert_eq!((t.op, t.after), ("read", Duration::from_millis(30)));
     assert!(Cancelled::from_io(&e).is_none());
-    assert!(!conn.cancel().is_cancelled(), "a timeout does not cancel the token");
+    assert!(
+        !conn.cancel().is_cancelled(),
+        "a timeout does not cancel the token"
+    );
 }
 
 #[test]
@@ -97,7 +103,10 @@ fn cancelled_conn_refuses_even_ready_data() {
     client.write_all(b"data").unwrap();
     token.shutdown();
     let e = conn.read(&mut [0u8; 4]).unwrap_err();
-    assert_eq!(Cancelled::from_io(&e).unwrap().reason(), CancelReason::Shutdown);
+    assert_eq!(
+        Cancelled::from_io(&e).unwrap().reason(),
+        CancelReason::Shutdown
+    );
 }
 
 #[test]
@@ -114,7 +123,10 @@ fn blocked_write_to_a_peer_not_reading_returns_promptly_on_cancel() {
         }
     });
     assert!(took < PROMPT, "write returned {took:?} after cancel");
-    assert_eq!(Cancelled::from_io(&e).unwrap().reason(), CancelReason::Cancelled);
+    assert_eq!(
+        Cancelled::from_io(&e).unwrap().reason(),
+        CancelReason::Cancelled
+    );
 }
 
 #[test]
@@ -129,7 +141,10 @@ fn blocked_write_times_out() {
         }
     };
     assert_eq!(e.kind(), ErrorKind::TimedOut);
-    assert_eq!(e.get_ref().unwrap().downcast_ref::<Timeout>().unwrap().op, "write");
+    assert_eq!(
+        e.get_ref().unwrap().downcast_ref::<Timeout>().unwrap().op,
+        "write"
+    );
 }
 
 #[test]
@@ -138,7 +153,10 @@ fn blocked_accept_returns_promptly_on_cancel_and_deadline() {
     let mut l = Listener::bind("127.0.0.1:0", token.clone()).unwrap();
     let (e, took) = cancel_while_blocked(token, move || l.accept().unwrap_err());
     assert!(took < PROMPT, "accept returned {took:?} after cancel");
-    assert_eq!(Cancelled::from_io(&e).unwrap().reason(), CancelReason::Cancelled);
+    assert_eq!(
+        Cancelled::from_io(&e).unwrap().reason(),
+        CancelReason::Cancelled
+    );
 
     let token = Cancel::with_timeout(Duration::from_millis(40));
     let mut l = Listener::bind("127.0.0.1:0", token.clone()).unwrap();
@@ -154,7 +172,10 @@ fn accept_returns_nonblocking_streams_with_peer_addr() {
     let (s, peer) = l.accept().unwrap();
     assert_eq!(peer, c.local_addr().unwrap());
     let mut buf = [0u8; 1];
-    assert_eq!((&s).read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(
+        (&s).read(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
     assert!(l.try_accept().unwrap().is_none());
 }
 

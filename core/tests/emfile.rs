@@ -73,17 +73,25 @@ fn accept_backs_off_on_emfile_and_recovers() {
     // Free one for the client's own socket; the server has none left.
     hog.pop();
     let mut client = TcpStream::connect(addr).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     client.write_all(b"ping\n").unwrap();
     let line = wait_for_log(&logs, "accept failed");
-    assert!(line.contains("file descriptors"), "the log explains: {line}");
+    assert!(
+        line.contains("file descriptors"),
+        "the log explains: {line}"
+    );
 
     // While exhausted, the accept loop sleeps between attempts: no spin.
     let cpu0 = cpu_time();
     let window = Duration::from_millis(500);
     std::thread::sleep(window); // a measurement window, not synchronisation
     let used = cpu_time() - cpu0;
-    assert!(used < window / 5, "accept loop burned {used:?} of CPU in {window:?}");
+    assert!(
+        used < window / 5,
+        "accept loop burned {used:?} of CPU in {window:?}"
+    );
     assert!(handle.stats().accept_errors >= 2, "it kept retrying");
 
     // Free the descriptors: the waiting connection is accepted and served.

@@ -10,7 +10,10 @@ use stead_core::{CancelReason, shutdown_on_signals};
 
 fn child() -> ! {
     let token = shutdown_on_signals().expect("install handlers");
-    assert!(token.same(&shutdown_on_signals().unwrap()), "one token per process");
+    assert!(
+        token.same(&shutdown_on_signals().unwrap()),
+        "one token per process"
+    );
     kill_process(getpid(), Signal::TERM).unwrap();
     let r = token.wait_timeout(Duration::from_secs(10));
     assert_eq!(r, Some(CancelReason::Shutdown));
