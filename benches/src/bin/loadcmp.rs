@@ -213,12 +213,7 @@ impl Server {
     }
 
     fn status_kb(&self, key: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        status_kb(self.pid(), key)
     }
 
     fn threads(&self) -> u64 {
@@ -232,6 +227,16 @@ impl Server {
         );
         let _ = self.child.wait();
     }
+}
+
+/// A numeric field of `/proc/PID/status` (kB for memory fields).
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One client connection's state.
@@ -271,6 +276,7 @@ impl Client {
 struct LoadResult {
     requests: u64,
     errors: u64,
+    reconnects: u64,
     latencies_us: Vec<u32>,
     secs: f64,
 }
@@ -368,11 +374,31 @@ fn drive(addr: SocketAddr, conns: usize, warmup: Duration, secs: Duration) -> Lo
                 }
             }
             if dead {
-                if Instant::now() >= measure_from {
-                    res.errors += 1;
-                }
                 let _ = epoll::delete(&ep, c.stream.as_fd());
-                live -= 1;
+                // A close between responses is the server's keep-alive limit
+                // (stead closes after 10,000 requests): reconnect, as wrk does.
+                let clean = c.filled == 0;
+                let fresh = clean.then(|| TcpStream::connect(addr).ok()).flatten();
+                match fresh {
+                    Some(s) => {
+                        s.set_nodelay(true).ok();
+                        s.set_nonblocking(true).expect("nonblocking");
+                        c.stream = s;
+                        res.reconnects += 1;
+                        let ok = epoll::add(&ep, c.stream.as_fd(), epoll::EventData::new_u64(i as u64), epoll::EventFlags::IN).is_ok();
+                        c.sent = Instant::now();
+                        if !ok || (&c.stream).write_all(REQUEST).is_err() {
+                            res.errors += 1;
+                            live -= 1;
+                        }
+                    }
+                    None => {
+                        if Instant::now() >= measure_from {
+                            res.errors += 1;
+                        }
+                        live -= 1;
+                    }
+                }
             }
         }
     }
@@ -397,6 +423,7 @@ fn load(addr: SocketAddr, conns: usize, threads: usize, o: &Opts) -> LoadResult 
         let r = h.join().expect("client thread");
         total.requests += r.requests;
         total.errors += r.errors;
+        total.reconnects += r.reconnects;
         total.latencies_us.extend(r.latencies_us);
         total.secs = r.secs;
     }
@@ -425,9 +452,23 @@ struct Row {
 fn one_run(server: &str, conns: usize, o: &Opts) -> Row {
     let s = Server::start(server, o.workers);
     let cpu0 = s.cpu_secs();
+    // Sample the server's thread count while the load runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, pid) = (stop.clone(), s.pid());
+        std::thread::spawn(move || {
+            let mut max = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(status_kb(pid, "Threads:"));
+                std::thread::sleep(Duration::from_millis(100)); // a sampling interval
+            }
+            max
+        })
+    };
     let mut r = load(s.addr, conns, o.client_threads, o);
     let cpu = s.cpu_secs() - cpu0;
-    let threads = s.threads();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let threads = sampler.join().unwrap_or(0);
     let peak = s.status_kb("VmHWM:");
     s.stop();
     r.latencies_us.sort_unstable();
