@@ -137,6 +137,8 @@ impl Waiter {
 pub struct Conn<S = TcpStream> {
     stream: S,
     waiter: Waiter,
+    /// Bytes read through `read`/`try_read`: event servers judge progress by it.
+    bytes_read: u64,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     tracker: Option<Arc<dyn ConnTracker>>,
@@ -185,6 +187,7 @@ impl<S> Conn<S> {
         Conn {
             stream,
             waiter: Waiter { cancel },
+            bytes_read: 0,
             read_timeout: None,
             write_timeout: None,
             tracker: None,
@@ -244,6 +247,7 @@ impl<S> Conn<S> {
         Conn {
             stream: f(self.stream),
             waiter: self.waiter,
+            bytes_read: self.bytes_read,
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
             tracker: self.tracker,
@@ -255,6 +259,7 @@ impl<S> Conn<S> {
         Ok(Conn {
             stream: f(self.stream)?,
             waiter: self.waiter,
+            bytes_read: self.bytes_read,
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
             tracker: self.tracker,
@@ -291,6 +296,13 @@ impl<S> Conn<S> {
 }
 
 impl<S: AsFd> Conn<S> {
+    /// Bytes read so far through [`read`](Read::read) and
+    /// [`try_read`](Conn::try_read). Event servers use it to tell a session
+    /// that consumes its input from one that spins on readiness.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
     /// Block until the stream is readable (or cancelled / timed out) without reading.
     pub fn wait_readable(&mut self) -> io::Result<()> {
         self.waiter.wait(
@@ -318,11 +330,34 @@ impl<S: AsFd> AsFd for Conn<S> {
     }
 }
 
+impl<S: Read + AsFd> Conn<S> {
+    /// One read attempt that never waits: `WouldBlock` when nothing is
+    /// available. Unlike `get_mut().read()` it checks the token first and
+    /// counts the bytes (see [`bytes_read`](Conn::bytes_read)).
+    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.waiter.cancel.check()?;
+        loop {
+            match self.stream.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(n) => {
+                    self.bytes_read += n as u64;
+                    return Ok(n);
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
 impl<S: Read + AsFd> Read for Conn<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
         loop {
             match self.stream.read(buf) {
+                Ok(n) => {
+                    self.bytes_read += n as u64;
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.waiter.wait(
                         self.stream.as_fd(),

@@ -29,7 +29,10 @@ fn blocking_waits_use_one_wake_fd_per_thread_not_per_connection() {
             let (c, s) = pair();
             let mut conn = Conn::new(s, Cancel::new()).unwrap();
             conn.set_read_timeout(Some(Duration::from_millis(1)));
-            assert_eq!(conn.read(&mut [0u8; 1]).unwrap_err().kind(), ErrorKind::TimedOut);
+            assert_eq!(
+                conn.read(&mut [0u8; 1]).unwrap_err().kind(),
+                ErrorKind::TimedOut
+            );
             conns.push((c, conn));
         }
         // Two sockets per pair; no descriptor per blocked connection.

@@ -36,8 +36,8 @@ pub enum Verdict {
 ///
 /// The server calls [`on_readable`](Session::on_readable) when the socket
 /// has input (or the peer hung up). Read what is there with
-/// `conn.get_mut().read(..)`, which does not wait (`WouldBlock` means no more
-/// input now), or with `conn.read(..)`, which waits for more (a blocking
+/// [`conn.try_read(..)`](Conn::try_read), which does not wait (`WouldBlock`
+/// means no more input now), or with `conn.read(..)`, which waits for more (a blocking
 /// section: the server hands this thread's other connections to a spare
 /// thread meanwhile). Answer, then return [`Verdict::Park`] to wait for the
 /// next request in epoll, or [`Verdict::Close`].
@@ -47,6 +47,10 @@ pub enum Verdict {
 /// so do not park with a complete request buffered. A session that parks
 /// round after round without consuming anything (e.g. parks a hung-up
 /// socket) is detected and closed, with a warning, after 64 such rounds.
+/// Progress is judged by the bytes read through the `Conn`
+/// ([`Conn::bytes_read`]); a session that reads through `get_mut()` instead
+/// is judged by the socket's pending input, which a busy client refilling
+/// the socket can make look like no progress.
 pub trait Session: Send + 'static {
     /// The connection is readable. Runs on a worker thread; may block
     /// (stead's blocking calls announce it), read and write as needed, and
@@ -201,7 +205,7 @@ impl EventServerBuilder {
 /// A bound event-mode server, not yet serving.
 ///
 /// ```
-/// use std::io::{BufRead, BufReader, Read, Write};
+/// use std::io::{BufRead, BufReader, Write};
 /// use std::net::{SocketAddr, TcpStream};
 /// use std::time::Duration;
 /// use stead_core::Conn;
@@ -213,7 +217,7 @@ impl EventServerBuilder {
 ///     fn on_readable(&mut self, conn: &mut Conn<TcpStream>) -> Verdict {
 ///         let mut buf = [0u8; 1024];
 ///         loop {
-///             match conn.get_mut().read(&mut buf) {
+///             match conn.try_read(&mut buf) {
 ///                 Ok(0) => return Verdict::Close,
 ///                 Ok(n) => if conn.write_all(&buf[..n]).is_err() { return Verdict::Close },
 ///                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

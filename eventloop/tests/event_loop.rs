@@ -277,6 +277,9 @@ fn a_blocking_submit_from_the_loop_thread_is_refused_not_deadlocked() {
     let s = seen.clone();
     let h = handle.clone();
     lp.after(Duration::ZERO, move |_| {
+        // The loop may have drained the queue before this timer ran: fill it
+        // again from here, so the blocking submit below would wait forever.
+        while h.try_submit(|_| {}).is_ok() {}
         s.set(Some(h.submit(|_| {}).unwrap_err().kind()));
     });
     while seen.get().is_none() {

@@ -374,7 +374,10 @@ fn thread_cap_bounds_threads_and_requests_still_complete() {
     }
     // Two run at once (two threads); the third waits for a thread.
     for _ in 0..2 {
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Note::Sleeping(200));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Note::Sleeping(200)
+        );
     }
     assert!(h.event_stats().threads <= 2);
     for b in &mut blockers {

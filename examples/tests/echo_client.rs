@@ -27,15 +27,22 @@ fn echo_echoes_closes_idle_connections_and_stops_on_sigterm() {
     let mut got = vec![0u8; big.len()];
     a.read_exact(&mut got).unwrap();
     writer.join().unwrap();
-    assert_eq!(got, big, "large echo intact (the server buffers what we cannot take yet)");
+    assert_eq!(
+        got, big,
+        "large echo intact (the server buffers what we cannot take yet)"
+    );
 
     // An idle connection is closed by the idle timer within ~1-2 s.
     let mut idle = TcpStream::connect(p.addr).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let t0 = Instant::now();
     assert_eq!(idle.read(&mut [0u8; 1]).unwrap(), 0);
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
 
     p.signal(Signal::HUP);
     p.signal(Signal::TERM);

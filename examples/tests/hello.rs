@@ -13,8 +13,15 @@ use rustix::process::Signal;
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
 fn start(mode: &str) -> Proc {
-    let p = Proc::start(HELLO, &["--addr", "127.0.0.1:0", "--mode", mode, "--grace", "5"]);
-    assert!(p.first_line.contains(&format!("mode: {mode}")), "{}", p.first_line);
+    let p = Proc::start(
+        HELLO,
+        &["--addr", "127.0.0.1:0", "--mode", mode, "--grace", "5"],
+    );
+    assert!(
+        p.first_line.contains(&format!("mode: {mode}")),
+        "{}",
+        p.first_line
+    );
     p
 }
 
@@ -31,7 +38,10 @@ fn routes(mode: &str) {
     assert_eq!(r.status(), 200);
     assert_eq!(r.body_mut().read_to_string().unwrap(), "slept 20 ms\n");
     assert_eq!(a.get(p.url("/sleep/abc")).call().unwrap().status(), 400);
-    assert_eq!(a.get(p.url("/sleep/99999999")).call().unwrap().status(), 400);
+    assert_eq!(
+        a.get(p.url("/sleep/99999999")).call().unwrap().status(),
+        400
+    );
 
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let mut r = a.post(p.url("/echo")).send(&payload[..]).unwrap();
@@ -67,7 +77,13 @@ fn drain(mode: &str) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let body = a.get(p.url("/stats")).call().unwrap().body_mut().read_to_string().unwrap();
+        let body = a
+            .get(p.url("/stats"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
         if body == "sleeping 1\n" {
             break;
         }
@@ -86,7 +102,10 @@ fn drain(mode: &str) {
     let resp = read_response(&mut inflight);
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     assert!(resp.ends_with("slept 500 ms\n"), "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("connection: close"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase().contains("connection: close"),
+        "{resp}"
+    );
     let (status, out) = p.wait(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{out}");
     assert!(out.contains("drained"), "{out}");

@@ -49,7 +49,10 @@ fn work_cache_and_input_errors() {
     let (s, v, _) = post(&p, "/api/work", r#"{"input":"abc","rounds":1}"#);
     assert_eq!(s, 200);
     // SHA-256("abc")
-    assert_eq!(v["digest"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        v["digest"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
     assert_eq!(v["cached"], false);
     let (s, v, _) = post(&p, "/api/work", r#"{"input":"abc","rounds":1}"#);
     assert_eq!((s, v["cached"].as_bool()), (200, Some(true)));
@@ -71,7 +74,14 @@ fn work_cache_and_input_errors() {
 fn deadline_exceeded_is_504_and_cancels_the_work() {
     let p = Proc::start(
         API,
-        &["--addr", "127.0.0.1:0", "--timeout-ms", "200", "--pool-threads", "1"],
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--timeout-ms",
+            "200",
+            "--pool-threads",
+            "1",
+        ],
     );
     let start = Instant::now();
     let (s, v, _) = post(&p, "/api/work", r#"{"input":"slow","rounds":50000000}"#);
@@ -92,8 +102,16 @@ fn full_queue_is_503_with_retry_after_promptly() {
     let p = Proc::start(
         API,
         &[
-            "--addr", "127.0.0.1:0", "--pool-threads", "1", "--queue", "1", "--timeout-ms", "1500",
-            "--mode", "threads",
+            "--addr",
+            "127.0.0.1:0",
+            "--pool-threads",
+            "1",
+            "--queue",
+            "1",
+            "--timeout-ms",
+            "1500",
+            "--mode",
+            "threads",
         ],
     );
     let url = p.url("/api/work");

@@ -385,7 +385,13 @@ fn drive(addr: SocketAddr, conns: usize, warmup: Duration, secs: Duration) -> Lo
                         s.set_nonblocking(true).expect("nonblocking");
                         c.stream = s;
                         res.reconnects += 1;
-                        let ok = epoll::add(&ep, c.stream.as_fd(), epoll::EventData::new_u64(i as u64), epoll::EventFlags::IN).is_ok();
+                        let ok = epoll::add(
+                            &ep,
+                            c.stream.as_fd(),
+                            epoll::EventData::new_u64(i as u64),
+                            epoll::EventFlags::IN,
+                        )
+                        .is_ok();
                         c.sent = Instant::now();
                         if !ok || (&c.stream).write_all(REQUEST).is_err() {
                             res.errors += 1;

@@ -903,13 +903,32 @@ impl<F: SessionFactory> Server<F> {
             entry.strikes = 0;
         }
         entry.last_round = round;
-        let before = if entry.streak >= PROBE_AFTER {
+        // Progress is input consumed. A session that reads through `Conn`
+        // (`read`/`try_read`) is judged by its byte count, with no syscall
+        // unless it read nothing; one that never has (it reads through
+        // `get_mut()`) by the socket's pending input before and after.
+        let read_before = entry.conn.bytes_read();
+        let before = if entry.streak >= PROBE_AFTER && read_before == 0 {
             sys::pending_bytes(entry.conn.as_fd())
         } else {
             None
         };
         let (mut verdict, owner) = self.invoke(sid, obs, &mut entry, k, false);
-        if let (Some(b), Some(Verdict::Park { .. })) = (before, verdict) {
+        let probe = match (verdict, before) {
+            (Some(Verdict::Park { .. }), Some(b)) => Some(b),
+            (Some(Verdict::Park { .. }), None)
+                if entry.streak >= PROBE_AFTER
+                    && read_before != 0
+                    && entry.conn.bytes_read() == read_before =>
+            {
+                Some(1) // read nothing: any pending input is a strike
+            }
+            _ => None,
+        };
+        if probe.is_none() {
+            entry.strikes = 0;
+        }
+        if let Some(b) = probe {
             let after = sys::pending_bytes(entry.conn.as_fd()).unwrap_or(0);
             if after >= b {
                 entry.strikes += 1;

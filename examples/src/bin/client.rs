@@ -100,11 +100,13 @@ fn run(url: &str, timeout: Duration, end: Instant) -> Tally {
         match res {
             Ok(status) if status.is_success() => {
                 t.ok += 1;
-                t.latencies_us.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                t.latencies_us
+                    .push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
             }
             Ok(status) => {
                 t.errors += 1;
-                t.first_error.get_or_insert_with(|| format!("HTTP {status}"));
+                t.first_error
+                    .get_or_insert_with(|| format!("HTTP {status}"));
             }
             Err(e) => {
                 t.errors += 1;

@@ -77,50 +77,58 @@ fn run(args: Args) -> io::Result<()> {
 
     // Accept: register each new connection with an echo callback.
     let (t, s, max) = (table.clone(), stats.clone(), args.max_connections);
-    lp.register(listener, Interest::READ, move |_ready, l: &mut TcpListener, lp| {
-        loop {
-            let (stream, _) = match l.accept() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return PostAction::Continue,
-                Err(e) => {
-                    log::warn!("echo: accept failed: {e}");
-                    return PostAction::NoProgress;
-                }
-            };
-            if t.borrow().len() >= max || stream.set_nonblocking(true).is_err() {
-                continue; // dropped: closed at once
-            }
-            s.accepted.set(s.accepted.get() + 1);
-            let id = next_id.get();
-            next_id.set(id + 1);
-            let last = Rc::new(Cell::new(Instant::now()));
-            let conn = Conn {
-                stream,
-                pending: Vec::new(),
-                last_active: last.clone(),
-            };
-            let (t2, s2) = (t.clone(), s.clone());
-            let reg = lp.register(conn, Interest::READ, move |ready, c: &mut Conn, lp| {
-                let action = echo(ready.writable, c, &s2);
-                if let Some(tok) = t2.borrow().get(&id).map(|e| e.0) {
-                    let want = if c.pending.is_empty() { Interest::READ } else { Interest::WRITE };
-                    if action == PostAction::Continue {
-                        let _ = lp.set_interest(tok, want);
+    lp.register(
+        listener,
+        Interest::READ,
+        move |_ready, l: &mut TcpListener, lp| {
+            loop {
+                let (stream, _) = match l.accept() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return PostAction::Continue,
+                    Err(e) => {
+                        log::warn!("echo: accept failed: {e}");
+                        return PostAction::NoProgress;
                     }
+                };
+                if t.borrow().len() >= max || stream.set_nonblocking(true).is_err() {
+                    continue; // dropped: closed at once
                 }
-                if action == PostAction::Remove {
-                    t2.borrow_mut().remove(&id);
+                s.accepted.set(s.accepted.get() + 1);
+                let id = next_id.get();
+                next_id.set(id + 1);
+                let last = Rc::new(Cell::new(Instant::now()));
+                let conn = Conn {
+                    stream,
+                    pending: Vec::new(),
+                    last_active: last.clone(),
+                };
+                let (t2, s2) = (t.clone(), s.clone());
+                let reg = lp.register(conn, Interest::READ, move |ready, c: &mut Conn, lp| {
+                    let action = echo(ready.writable, c, &s2);
+                    if let Some(tok) = t2.borrow().get(&id).map(|e| e.0) {
+                        let want = if c.pending.is_empty() {
+                            Interest::READ
+                        } else {
+                            Interest::WRITE
+                        };
+                        if action == PostAction::Continue {
+                            let _ = lp.set_interest(tok, want);
+                        }
+                    }
+                    if action == PostAction::Remove {
+                        t2.borrow_mut().remove(&id);
+                    }
+                    action
+                });
+                match reg {
+                    Ok(tok) => {
+                        t.borrow_mut().insert(id, (tok, last));
+                    }
+                    Err(e) => log::warn!("echo: cannot register a connection: {e}"),
                 }
-                action
-            });
-            match reg {
-                Ok(tok) => {
-                    t.borrow_mut().insert(id, (tok, last));
-                }
-                Err(e) => log::warn!("echo: cannot register a connection: {e}"),
             }
-        }
-    })?;
+        },
+    )?;
 
     // Once a second, close connections idle for longer than `idle`.
     let (t, s) = (table.clone(), stats.clone());

@@ -81,7 +81,9 @@ fn main() {
 
 fn run(args: Args) -> std::io::Result<()> {
     if !(args.grace >= 0.0 && args.grace <= 3600.0) {
-        return Err(std::io::Error::other("--grace must be between 0 and 3600 seconds"));
+        return Err(std::io::Error::other(
+            "--grace must be between 0 and 3600 seconds",
+        ));
     }
     let shutdown = stead_core::shutdown_on_signals()?;
     let max_sleep = args.max_sleep_ms;
@@ -94,7 +96,10 @@ fn run(args: Args) -> std::io::Result<()> {
         })
         .get("/sleep/{ms}", move |req, cancel| {
             let Some(ms) = req.param("ms").and_then(|v| v.parse::<u64>().ok()) else {
-                return (StatusCode::BAD_REQUEST, "sleep needs a whole number of milliseconds\n".to_string());
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "sleep needs a whole number of milliseconds\n".to_string(),
+                );
             };
             if ms > max_sleep {
                 return (StatusCode::BAD_REQUEST, format!("at most {max_sleep} ms\n"));
@@ -104,7 +109,10 @@ fn run(args: Args) -> std::io::Result<()> {
             sleeping_w.fetch_sub(1, Ordering::SeqCst);
             match slept {
                 Ok(()) => (StatusCode::OK, format!("slept {ms} ms\n")),
-                Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("sleep cut short: {e}\n")),
+                Err(e) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("sleep cut short: {e}\n"),
+                ),
             }
         })
         .get("/stats", move |_req, _cancel| {

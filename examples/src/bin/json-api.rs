@@ -181,22 +181,29 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response<ResponseBo
     reply(status, json!({ "error": msg.to_string() }))
 }
 
-/// Read and decode a JSON body: 400 for malformed JSON, 422 for the wrong shape.
-fn decode<T: serde::de::DeserializeOwned>(req: &mut http::Request<Body<'_>>) -> Result<T, Response<ResponseBody>> {
+/// Read and decode a JSON body: 400 for malformed JSON, 422 for the wrong
+/// shape (the error is the status and message to answer with).
+fn decode<T: serde::de::DeserializeOwned>(
+    req: &mut http::Request<Body<'_>>,
+) -> Result<T, (StatusCode, String)> {
     let bytes = req.body_mut().read_all().map_err(|e| {
-        let status = stead_http::BodyError::from_io(&e)
-            .map_or(StatusCode::BAD_REQUEST, |b| b.status());
-        error(status, format!("cannot read the request body: {e}"))
+        let status =
+            stead_http::BodyError::from_io(&e).map_or(StatusCode::BAD_REQUEST, |b| b.status());
+        (status, format!("cannot read the request body: {e}"))
     })?;
     serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-        _ => error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+        serde_json::error::Category::Data => (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        _ => (StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
     })
 }
 
 fn health(app: &App) -> Response<ResponseBody> {
     let p = app.pool.stats();
-    let entries = app.cache.map.as_ref().map_or(0, |m| m.lock().map_or(0, |m| m.len()));
+    let entries = app
+        .cache
+        .map
+        .as_ref()
+        .map_or(0, |m| m.lock().map_or(0, |m| m.len()));
     reply(
         StatusCode::OK,
         json!({
@@ -237,7 +244,7 @@ fn work(app: &App, mut req: http::Request<Body<'_>>, cancel: &Cancel) -> Respons
     let cancel = &cancel.child_with_timeout(app.timeout);
     let w: WorkRequest = match decode(&mut req) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err((status, msg)) => return error(status, msg),
     };
     if w.rounds == 0 || w.rounds > app.max_rounds {
         return error(
@@ -246,9 +253,17 @@ fn work(app: &App, mut req: http::Request<Body<'_>>, cancel: &Cancel) -> Respons
         );
     }
     let key = (w.input, w.rounds);
-    if let Some(hit) = app.cache.map.as_ref().and_then(|m| m.lock().ok()?.get(&key).cloned()) {
+    if let Some(hit) = app
+        .cache
+        .map
+        .as_ref()
+        .and_then(|m| m.lock().ok()?.get(&key).cloned())
+    {
         app.cache.hits.fetch_add(1, Ordering::Relaxed);
-        return reply(StatusCode::OK, json!({ "digest": hit, "elapsed_ms": 0, "cached": true }));
+        return reply(
+            StatusCode::OK,
+            json!({ "digest": hit, "elapsed_ms": 0, "cached": true }),
+        );
     }
     app.cache.misses.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
@@ -260,8 +275,12 @@ fn work(app: &App, mut req: http::Request<Body<'_>>, cancel: &Cancel) -> Respons
     let handle = match task.try_submit(with_cancel(move |c: &Cancel| digest(&input, rounds, c))) {
         Ok(h) => h,
         Err(TrySubmitError::Full(_)) => {
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "work queue is full, retry later");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "work queue is full, retry later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return r;
         }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
@@ -278,16 +297,23 @@ fn work(app: &App, mut req: http::Request<Body<'_>>, cancel: &Cancel) -> Respons
                 m.put(key, hex.clone());
             }
             let ms = start.elapsed().as_secs_f64() * 1000.0;
-            reply(StatusCode::OK, json!({ "digest": hex, "elapsed_ms": ms, "cached": false }))
+            reply(
+                StatusCode::OK,
+                json!({ "digest": hex, "elapsed_ms": ms, "cached": false }),
+            )
         }
         Ok(Err(c)) => error(StatusCode::GATEWAY_TIMEOUT, format!("work cancelled: {c}")),
         Err(JoinTimeoutError::Timeout(h)) => {
             h.cancel();
-            error(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded; work cancelled")
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "deadline exceeded; work cancelled",
+            )
         }
-        Err(JoinTimeoutError::Failed(e)) if e.is_cancelled() => {
-            error(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded before the work started")
-        }
+        Err(JoinTimeoutError::Failed(e)) if e.is_cancelled() => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline exceeded before the work started",
+        ),
         Err(JoinTimeoutError::Failed(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
@@ -311,18 +337,27 @@ fn fetch(app: &App, mut req: http::Request<Body<'_>>, cancel: &Cancel) -> Respon
     let cancel = &cancel.child_with_timeout(app.timeout);
     let f: FetchRequest = match decode(&mut req) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err((status, msg)) => return error(status, msg),
     };
     if !f.url.starts_with("http://") && !f.url.starts_with("https://") {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "url must be http:// or https://");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "url must be http:// or https://",
+        );
     }
     if !app.fetch_any_host && !is_loopback_url(&f.url) {
-        return error(StatusCode::FORBIDDEN, "only loopback URLs (start with --fetch-any-host to allow others)");
+        return error(
+            StatusCode::FORBIDDEN,
+            "only loopback URLs (start with --fetch-any-host to allow others)",
+        );
     }
     // The outbound call gets what is left of this request's deadline.
     let remaining = cancel.remaining().unwrap_or(Duration::from_secs(30));
     if remaining.is_zero() {
-        return error(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded before the fetch");
+        return error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline exceeded before the fetch",
+        );
     }
     let res = app
         .agent
@@ -346,9 +381,13 @@ fn fetch(app: &App, mut req: http::Request<Body<'_>>, cancel: &Cancel) -> Respon
                 "deadline_ms": remaining.as_millis() as u64,
             }),
         ),
-        Err(ureq::Error::Timeout(t)) => {
-            error(StatusCode::GATEWAY_TIMEOUT, format!("outbound call timed out ({t})"))
-        }
-        Err(e) => error(StatusCode::BAD_GATEWAY, format!("outbound call failed: {e}")),
+        Err(ureq::Error::Timeout(t)) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("outbound call timed out ({t})"),
+        ),
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("outbound call failed: {e}"),
+        ),
     }
 }

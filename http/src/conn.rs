@@ -1,0 +1,712 @@
+//! The connection state machine, shared by both server modes.
+//!
+//! [`drive`] processes a connection until it must wait for the next request:
+//! thread mode calls it once with `blocking = true` (it then loops on
+//! blocking reads until the connection closes); event mode calls it on
+//! every readiness with `blocking = false` (it returns [`Next::Park`] as
+//! soon as no input is available, keeping only a partial head, if any, in
+//! the small [`Session`]). Request bodies and responses use blocking I/O in
+//! both modes.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use stead_core::Cancel;
+
+use crate::body::{Body, BodyState, ConnBody};
+use crate::buf::ReadBuf;
+use crate::config::{Limits, Timeouts};
+use crate::date::http_date;
+use crate::handler::Handler;
+use crate::io::Io;
+use crate::parse::{BodyFraming, RequestHead, parse_request_head};
+use crate::response::{
+    ChunkedWriter, ConnectionHeader, Kind, ResponseBody, ResponseFraming, write_response_head,
+};
+
+/// Bodies up to this size are copied behind the head (one `write`); larger
+/// ones go out with a vectored write.
+const COPY_BODY_MAX: usize = 16 * 1024;
+/// Most input discarded while lingering before a close.
+const LINGER_MAX: usize = 1 << 20;
+/// Read size while reading heads and chunked framing.
+const READ_MIN: usize = 4096;
+
+/// Per-server settings the state machine needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub(crate) limits: Limits,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) max_requests: u64,
+}
+
+/// A counter bumped on every request by every thread: sharded so threads
+/// do not fight over one cache line.
+#[derive(Debug, Default)]
+pub(crate) struct HotCounter {
+    shards: [Padded; 8],
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+impl HotCounter {
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        thread_local! {
+            static SHARD: usize = {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) as usize
+            };
+        }
+        let i = SHARD.with(|s| *s) % self.shards.len();
+        self.shards[i].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// Counters shared by all connections of a server.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: HotCounter,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) panics: AtomicU64,
+}
+
+/// What [`drive`] works with.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) handler: &'a dyn Handler,
+    pub(crate) cfg: &'a Config,
+    pub(crate) stats: &'a Counters,
+}
+
+/// What the connection does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Wait for input (event mode), at most this long.
+    Park(Option<Duration>),
+    /// Close the connection.
+    Close,
+}
+
+/// A connection's state between readiness events: small on purpose, since
+/// idle connections in event mode hold only this.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// A partial request head kept while waiting for the rest (event mode).
+    pending: Vec<u8>,
+    served: u64,
+    /// When the head being received must be complete.
+    head_deadline: Option<Instant>,
+    /// Half-closed after an error: discarding input until then.
+    linger_until: Option<Instant>,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl Session {
+    pub(crate) fn new(peer: Option<SocketAddr>) -> Self {
+        Session {
+            peer,
+            ..Session::default()
+        }
+    }
+
+    /// Whether a partial request head is waiting.
+    pub(crate) fn has_partial_head(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+/// Read and write buffers, reused across requests (thread mode: per
+/// connection; event mode: per worker thread).
+pub(crate) struct Buffers {
+    pub(crate) rbuf: ReadBuf,
+    pub(crate) wbuf: Vec<u8>,
+}
+
+impl Buffers {
+    pub(crate) fn new(read: usize) -> Self {
+        Buffers {
+            rbuf: ReadBuf::new(read),
+            wbuf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Forget contents; give back memory grown for unusual requests.
+    pub(crate) fn reset(&mut self) {
+        self.rbuf.clear();
+        self.rbuf.shrink();
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 64 * 1024 {
+            self.wbuf = Vec::with_capacity(4096);
+        }
+    }
+}
+
+enum Step {
+    Continue,
+    Close,
+    /// Half-close and discard input before closing (the peer may still be
+    /// sending: closing at once could reset the connection before it reads
+    /// the response).
+    Linger,
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|i| i.downcast_ref::<stead_core::Timeout>().is_some())
+}
+
+/// Process the connection until it has to wait (event mode) or closes.
+pub(crate) fn drive<I: Io>(
+    sess: &mut Session,
+    io: &mut I,
+    bufs: &mut Buffers,
+    ctx: Ctx<'_>,
+    blocking: bool,
+) -> Next {
+    if let Some(until) = sess.linger_until {
+        return linger(sess, io, &mut bufs.rbuf, until, blocking);
+    }
+    if !sess.pending.is_empty() {
+        bufs.rbuf.push(&sess.pending);
+        sess.pending = Vec::new();
+    }
+    let cancel = io.cancel().clone();
+    let cfg = ctx.cfg;
+    // Whether the last read filled the buffer (more may be waiting).
+    let mut filled_up = false;
+    loop {
+        if !bufs.rbuf.is_empty() {
+            match parse_request_head(bufs.rbuf.data(), &cfg.limits) {
+                Ok(Some(head)) => {
+                    sess.head_deadline = None;
+                    match serve_request(sess, io, bufs, ctx, head, &cancel) {
+                        Step::Continue => continue,
+                        Step::Close => return Next::Close,
+                        Step::Linger => return start_linger(sess, io, bufs, cfg, blocking),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("stead-http: rejected request from {:?}: {e}", sess.peer);
+                    send_error(io, &mut bufs.wbuf, e.status(), e.reason());
+                    return start_linger(sess, io, bufs, cfg, blocking);
+                }
+            }
+        }
+        let new_request = bufs.rbuf.is_empty();
+        let idle_timeout = if sess.served == 0 {
+            cfg.timeouts.header
+        } else {
+            cfg.timeouts.keep_alive
+        };
+        let mut left = None;
+        if !new_request {
+            let deadline = *sess
+                .head_deadline
+                .get_or_insert_with(|| Instant::now() + cfg.timeouts.header);
+            let l = deadline.saturating_duration_since(Instant::now());
+            if l.is_zero() {
+                return header_timeout(io, &mut bufs.wbuf, ctx);
+            }
+            left = Some(l);
+        }
+        let spare = bufs.rbuf.spare(READ_MIN);
+        let spare_len = spare.len();
+        let got = if blocking {
+            if new_request {
+                if !io.mark_idle() {
+                    return Next::Close;
+                }
+                io.set_read_timeout(Some(idle_timeout));
+                // Poll before reading unless more input is likely: one read
+                // per request instead of a failed read and a second one.
+                if !filled_up && io.wait_readable().is_err() {
+                    return Next::Close;
+                }
+            } else {
+                io.set_read_timeout(left);
+            }
+            io.read(spare)
+        } else {
+            // Read until `WouldBlock` before parking, as the event server's
+            // contract asks (its spin detector closes sessions that park
+            // with readable input; skipping this read to save a syscall
+            // trips it under load).
+            io.try_read(spare)
+        };
+        let got = match got {
+            Err(e) if !blocking && e.kind() == io::ErrorKind::WouldBlock => {
+                if new_request {
+                    if !io.mark_idle() {
+                        return Next::Close;
+                    }
+                    return Next::Park(Some(idle_timeout));
+                }
+                sess.pending = bufs.rbuf.data().to_vec();
+                bufs.rbuf.clear();
+                return Next::Park(left);
+            }
+            r => r,
+        };
+        match got {
+            Ok(0) => return Next::Close,
+            Ok(n) => {
+                bufs.rbuf.filled(n);
+                filled_up = n == spare_len;
+                if new_request {
+                    io.mark_active();
+                }
+            }
+            Err(e) if !new_request && is_timeout(&e) => {
+                return header_timeout(io, &mut bufs.wbuf, ctx);
+            }
+            Err(_) => return Next::Close,
+        }
+    }
+}
+
+/// A parked connection's timeout passed (event mode).
+pub(crate) fn on_timeout<I: Io>(sess: &mut Session, io: &mut I, bufs: &mut Buffers, ctx: Ctx<'_>) {
+    if sess.linger_until.is_none() && sess.has_partial_head() {
+        sess.pending = Vec::new();
+        header_timeout(io, &mut bufs.wbuf, ctx);
+    }
+}
+
+fn header_timeout<I: Io>(io: &mut I, wbuf: &mut Vec<u8>, ctx: Ctx<'_>) -> Next {
+    ctx.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+    send_error(
+        io,
+        wbuf,
+        StatusCode::REQUEST_TIMEOUT,
+        "request head timed out",
+    );
+    io.close_write();
+    Next::Close
+}
+
+fn start_linger<I: Io>(
+    sess: &mut Session,
+    io: &mut I,
+    bufs: &mut Buffers,
+    cfg: &Config,
+    blocking: bool,
+) -> Next {
+    io.close_write();
+    bufs.rbuf.clear();
+    sess.pending = Vec::new();
+    let until = Instant::now() + cfg.timeouts.linger;
+    sess.linger_until = Some(until);
+    linger(sess, io, &mut bufs.rbuf, until, blocking)
+}
+
+/// Discard input until EOF, the linger deadline, or a byte budget.
+fn linger<I: Io>(
+    sess: &mut Session,
+    io: &mut I,
+    rbuf: &mut ReadBuf,
+    until: Instant,
+    blocking: bool,
+) -> Next {
+    let mut total = 0usize;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || total > LINGER_MAX {
+            return Next::Close;
+        }
+        let spare = rbuf.spare(READ_MIN);
+        let got = if blocking {
+            io.set_read_timeout(Some(left));
+            io.read(spare)
+        } else {
+            io.try_read(spare)
+        };
+        rbuf.clear();
+        match got {
+            Ok(0) => return Next::Close,
+            Ok(n) => total += n,
+            Err(e) if !blocking && e.kind() == io::ErrorKind::WouldBlock => {
+                sess.linger_until = Some(until);
+                return Next::Park(Some(left));
+            }
+            Err(_) => return Next::Close,
+        }
+    }
+}
+
+/// Answer with a short plain-text error and `Connection: close`.
+fn send_error<I: Io>(io: &mut I, wbuf: &mut Vec<u8>, status: StatusCode, reason: &str) {
+    let mut headers = HeaderMap::with_capacity(1);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    wbuf.clear();
+    write_response_head(
+        wbuf,
+        status,
+        &headers,
+        ResponseFraming::Length(reason.len() as u64 + 1),
+        ConnectionHeader::Close,
+        &http_date(),
+    );
+    wbuf.extend_from_slice(reason.as_bytes());
+    wbuf.push(b'\n');
+    let _ = io.write_all(wbuf).and_then(|()| io.flush());
+    wbuf.clear();
+}
+
+fn serve_request<I: Io>(
+    sess: &mut Session,
+    io: &mut I,
+    bufs: &mut Buffers,
+    ctx: Ctx<'_>,
+    head: RequestHead,
+    cancel: &Cancel,
+) -> Step {
+    let Buffers { rbuf, wbuf } = bufs;
+    let cfg = ctx.cfg;
+    rbuf.consume(head.len);
+    sess.served += 1;
+    ctx.stats.requests.add(1);
+    let mut keep_alive = head.keep_alive && sess.served < cfg.max_requests && !io.is_draining();
+
+    if let BodyFraming::Length(n) = head.framing
+        && n > cfg.limits.body
+    {
+        ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        send_error(
+            io,
+            wbuf,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        );
+        return Step::Linger;
+    }
+
+    let RequestHead {
+        method,
+        uri,
+        version,
+        headers,
+        framing,
+        expect_continue,
+        ..
+    } = head;
+    let is_head = method == Method::HEAD;
+    let mut st = BodyState::new(framing, expect_continue, &cfg.limits);
+    if framing != BodyFraming::None {
+        io.set_read_timeout(Some(cfg.timeouts.body_idle));
+    }
+    let body = Body::from_conn(
+        ConnBody {
+            io: &mut *io,
+            rbuf: &mut *rbuf,
+            st: &mut st,
+        },
+        framing,
+        sess.peer,
+    );
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+
+    let handler = ctx.handler;
+    let resp = match catch_unwind(AssertUnwindSafe(|| handler.call(req, cancel))) {
+        Ok(r) => r,
+        Err(_) => {
+            ctx.stats.panics.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "stead-http: handler panicked serving {:?}; answered 500 and closed the connection",
+                sess.peer
+            );
+            keep_alive = false;
+            let mut r = Response::new(ResponseBody::from_static(b"internal server error\n"));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
+    };
+
+    // What the handler left of the body decides whether the connection can
+    // carry another request.
+    let mut drain = false;
+    if st.error.is_some() {
+        keep_alive = false;
+    } else if !st.is_complete() {
+        if st.continue_pending {
+            // The client may be waiting for a 100 before sending the body.
+            keep_alive = false;
+        } else {
+            match st.remaining() {
+                Some(n) if n > cfg.limits.drain => keep_alive = false,
+                _ => drain = true,
+            }
+        }
+    }
+
+    // A graceful shutdown that began while the handler ran: this response is
+    // the connection's last, and says so.
+    if keep_alive && io.is_draining() {
+        keep_alive = false;
+    }
+    if write_response(io, wbuf, resp, version, is_head, &mut keep_alive).is_err() {
+        return Step::Close;
+    }
+    if !keep_alive {
+        if !st.is_complete() || !rbuf.is_empty() {
+            return Step::Linger;
+        }
+        return Step::Close;
+    }
+    if drain && !drain_body(io, rbuf, &mut st, cfg.limits.drain) {
+        return Step::Close;
+    }
+    Step::Continue
+}
+
+/// Read and discard the rest of a body, up to `max` bytes.
+fn drain_body<I: Io>(io: &mut I, rbuf: &mut ReadBuf, st: &mut BodyState, max: u64) -> bool {
+    let mut scratch = [0u8; 4096];
+    let mut total = 0u64;
+    loop {
+        match st.read(io, rbuf, &mut scratch) {
+            Ok(0) => return st.is_complete(),
+            Ok(n) => {
+                total += n as u64;
+                if total > max {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+fn has_close_token(v: &HeaderValue) -> bool {
+    v.as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+fn parse_u64(v: &HeaderValue) -> Option<u64> {
+    let b = v.as_bytes();
+    if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Serialise and send a response; `keep_alive` may turn false.
+pub(crate) fn write_response<I: Io>(
+    io: &mut I,
+    wbuf: &mut Vec<u8>,
+    resp: Response<ResponseBody>,
+    version: Version,
+    is_head: bool,
+    keep_alive: &mut bool,
+) -> io::Result<()> {
+    let (parts, body) = resp.into_parts();
+    let status = parts.status;
+    if *keep_alive
+        && let Some(v) = parts.headers.get(header::CONNECTION)
+        && has_close_token(v)
+    {
+        *keep_alive = false;
+    }
+    let http10 = version == Version::HTTP_10;
+    let no_body = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let user_len = || {
+        parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(parse_u64)
+    };
+    let framing = if no_body {
+        ResponseFraming::NoBody
+    } else {
+        match &body.kind {
+            Kind::Empty if is_head => ResponseFraming::Length(user_len().unwrap_or(0)),
+            Kind::Empty => ResponseFraming::Length(0),
+            Kind::Bytes(b) => ResponseFraming::Length(b.len() as u64),
+            Kind::Reader { len: Some(n), .. } => ResponseFraming::Length(*n),
+            Kind::Reader { len: None, .. } | Kind::Chunked(_) => {
+                match user_len().filter(|_| matches!(body.kind, Kind::Reader { .. })) {
+                    Some(n) => ResponseFraming::Length(n),
+                    None if http10 => ResponseFraming::CloseDelimited,
+                    None => ResponseFraming::Chunked,
+                }
+            }
+        }
+    };
+    if framing == ResponseFraming::CloseDelimited && !is_head {
+        *keep_alive = false;
+    }
+    let connection = if !*keep_alive {
+        ConnectionHeader::Close
+    } else if http10 {
+        ConnectionHeader::KeepAlive
+    } else {
+        ConnectionHeader::Omit
+    };
+    wbuf.clear();
+    write_response_head(
+        wbuf,
+        status,
+        &parts.headers,
+        framing,
+        connection,
+        &http_date(),
+    );
+    drop(parts);
+    if is_head || no_body {
+        io.write_all(wbuf)?;
+        wbuf.clear();
+        return io.flush();
+    }
+    let res = match body.kind {
+        Kind::Empty => io.write_all(wbuf),
+        Kind::Bytes(b) => {
+            if b.len() <= COPY_BODY_MAX {
+                wbuf.extend_from_slice(&b);
+                io.write_all(wbuf)
+            } else {
+                io.write_all2(wbuf, &b)
+            }
+        }
+        Kind::Reader { reader, .. } => copy_reader(io, wbuf, reader, framing),
+        Kind::Chunked(f) => {
+            let mut w = ChunkedWriter {
+                io: &mut *io,
+                out: &mut *wbuf,
+                pending: Vec::new(),
+                chunked: framing == ResponseFraming::Chunked,
+                written: 0,
+            };
+            match catch_unwind(AssertUnwindSafe(|| f(&mut w))) {
+                Ok(Ok(())) => w.finish(),
+                Ok(Err(e)) => Err(e),
+                Err(_) => {
+                    log::error!("stead-http: a chunked response body writer panicked");
+                    Err(io::Error::other("response body writer panicked"))
+                }
+            }
+        }
+    };
+    wbuf.clear();
+    if let Err(e) = res {
+        log::debug!("stead-http: response body failed: {e}");
+        *keep_alive = false;
+        return Err(e);
+    }
+    io.flush()
+}
+
+fn copy_reader<I: Io>(
+    io: &mut I,
+    wbuf: &mut Vec<u8>,
+    mut reader: Box<dyn Read + Send>,
+    framing: ResponseFraming,
+) -> io::Result<()> {
+    const STEP: usize = 16 * 1024;
+    let mut scratch = [0u8; STEP];
+    let chunked = framing == ResponseFraming::Chunked;
+    let mut remaining = match framing {
+        ResponseFraming::Length(n) => n,
+        _ => u64::MAX,
+    };
+    while remaining > 0 {
+        let want = remaining.min(STEP as u64) as usize;
+        let n = match reader.read(&mut scratch[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            if remaining != u64::MAX {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "response body reader ended before its declared length",
+                ));
+            }
+            break;
+        }
+        if chunked {
+            crate::chunked::write_chunk_size(wbuf, n);
+            wbuf.extend_from_slice(&scratch[..n]);
+            wbuf.extend_from_slice(b"\r\n");
+        } else {
+            wbuf.extend_from_slice(&scratch[..n]);
+        }
+        if remaining != u64::MAX {
+            remaining -= n as u64;
+        }
+        if wbuf.len() >= STEP {
+            io.write_all(wbuf)?;
+            wbuf.clear();
+        }
+    }
+    if chunked {
+        wbuf.extend_from_slice(b"0\r\n\r\n");
+    }
+    io.write_all(wbuf)
+}
+
+/// Run the connection state machine over in-memory input and return what
+/// the server wrote: for fuzzing and for deterministic tests of handlers
+/// with raw bytes. The input arrives in the given pieces (as separate
+/// reads); after the last piece the client half-closes (EOF). Timeouts do
+/// not apply.
+///
+/// ```
+/// use http::Request;
+/// use stead_core::Cancel;
+/// use stead_http::{Body, Limits, simulate};
+///
+/// let out = simulate(
+///     &[b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n", b"Host: x\r\n\r\n"],
+///     Limits::default(),
+///     &|req: Request<Body>, _: &Cancel| req.uri().path().to_owned(),
+/// );
+/// let out = String::from_utf8(out).unwrap();
+/// assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+/// assert!(out.ends_with("\r\n\r\n/b"));
+/// ```
+pub fn simulate(input: &[&[u8]], limits: Limits, handler: &dyn Handler) -> Vec<u8> {
+    let cfg = Config {
+        limits,
+        timeouts: Timeouts::default(),
+        max_requests: u64::MAX,
+    };
+    let stats = Counters::default();
+    let ctx = Ctx {
+        handler,
+        cfg: &cfg,
+        stats: &stats,
+    };
+    let mut io = crate::io::MemoryIo::new(input);
+    let mut sess = Session::new(None);
+    let mut bufs = Buffers::new(8 * 1024);
+    drive(&mut sess, &mut io, &mut bufs, ctx, true);
+    io.output
+}
