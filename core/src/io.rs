@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use crate::cancel::{Cancel, CancelReason, Cancelled};
 use crate::sys::{self, Interest, Woke};
 
@@ -435,6 +436,7 @@ pub struct Listener {
     inner: TcpListener,
     waiter: Waiter,
     accept_timeout: Option<Duration>,
+    backoff: Backoff,
 }
 
 impl fmt::Debug for Waiter {
@@ -456,6 +458,7 @@ impl Listener {
             inner,
             waiter: Waiter { cancel },
             accept_timeout: None,
+            backoff: Backoff::new(),
         })
     }
 
@@ -514,6 +517,57 @@ impl Listener {
                 "accept",
                 self.accept_timeout,
             )?;
+        }
+    }
+}
+
+impl Listener {
+    /// Accept the way a server must: ride out every failure until the
+    /// token fires, which is the only error returned.
+    ///
+    /// A failure that concerns only the connection being accepted (reset or
+    /// aborted before `accept`) is skipped. Any other failure (`EMFILE`,
+    /// `ENFILE`, `ENOBUFS`, `ENOMEM`, ...) is passed to `on_error` (for
+    /// counters), logged once per episode with a hint, and retried after a
+    /// back-off of 5 ms doubling to 1 s (a cancellable sleep: no spinning
+    /// while the process is out of descriptors); the first success after
+    /// failures is logged too.
+    pub fn accept_or_back_off(
+        &mut self,
+        mut on_error: impl FnMut(&io::Error),
+    ) -> Result<(TcpStream, SocketAddr), Cancelled> {
+        loop {
+            match self.accept() {
+                Ok(c) => {
+                    let failures = self.backoff.reset();
+                    if failures > 0 {
+                        log::warn!("stead: accept recovered after {failures} failed attempts");
+                    }
+                    return Ok(c);
+                }
+                Err(e) => {
+                    if let Err(c) = self.waiter.cancel.check() {
+                        log::debug!("stead: accepting stops: {e}");
+                        return Err(c);
+                    }
+                    if sys::is_transient_accept_error(&e) {
+                        continue;
+                    }
+                    on_error(&e);
+                    let delay = self.backoff.next();
+                    if self.backoff.failures == 1 {
+                        let hint = if sys::is_resource_exhaustion(&e) {
+                            " (out of file descriptors or memory: raise `ulimit -n` or lower max_connections)"
+                        } else {
+                            ""
+                        };
+                        log::error!(
+                            "stead: accept failed: {e}{hint}; retrying with back-off up to 1s"
+                        );
+                    }
+                    self.waiter.cancel.sleep(delay)?;
+                }
+            }
         }
     }
 }

@@ -63,6 +63,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_code)]
 
+mod backoff;
 pub mod blocking;
 mod cancel;
 mod driver;

@@ -11,9 +11,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use crate::cancel::{Cancel, CancelReason};
 use crate::io::{Conn, ConnTracker, Listener};
-use crate::sys;
 
 /// Handles one connection on its own thread. Implemented for every
 /// `Fn(Conn) + Send + Sync + 'static`.
@@ -416,41 +416,8 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Go's accept back-off: 5 ms, doubling, at most 1 s.
-struct Backoff {
-    delay: Duration,
-    failures: u64,
-}
-
-impl Backoff {
-    const MIN: Duration = Duration::from_millis(5);
-    const MAX: Duration = Duration::from_secs(1);
-
-    fn new() -> Self {
-        Backoff {
-            delay: Self::MIN,
-            failures: 0,
-        }
-    }
-
-    /// Returns the delay to wait now, and doubles the next.
-    fn next(&mut self) -> Duration {
-        let d = self.delay;
-        self.delay = (self.delay * 2).min(Self::MAX);
-        self.failures += 1;
-        d
-    }
-
-    /// After a success: returns how many failures the episode had.
-    fn reset(&mut self) -> u64 {
-        self.delay = Self::MIN;
-        std::mem::take(&mut self.failures)
-    }
-}
-
 fn accept_loop(mut listener: Listener, shared: Arc<Shared>, handler: Arc<dyn Handler>) {
     let cancel = listener.cancel().clone();
-    let mut accept_backoff = Backoff::new();
     let mut spawn_backoff = Backoff::new();
     let mut next_id: u64 = 0;
     let max = shared.config.max_connections;
@@ -469,35 +436,11 @@ fn accept_loop(mut listener: Listener, shared: Arc<Shared>, handler: Arc<dyn Han
                 }
             }
         }
-        let (stream, peer) = match listener.accept() {
-            Ok(c) => {
-                let failures = accept_backoff.reset();
-                if failures > 0 {
-                    log::warn!("stead: accept recovered after {failures} failed attempts");
-                }
-                c
-            }
-            Err(e) if cancel.is_cancelled() => {
-                log::debug!("stead: accept loop stopping: {e}");
-                return;
-            }
-            Err(e) if sys::is_transient_accept_error(&e) => continue,
-            Err(e) => {
-                shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                let delay = accept_backoff.next();
-                if accept_backoff.failures == 1 {
-                    let hint = if sys::is_resource_exhaustion(&e) {
-                        " (out of file descriptors or memory: raise `ulimit -n` or lower max_connections)"
-                    } else {
-                        ""
-                    };
-                    log::error!("stead: accept failed: {e}{hint}; retrying with back-off up to 1s");
-                }
-                if cancel.sleep(delay).is_err() {
-                    return;
-                }
-                continue;
-            }
+        let counter = &shared.stats.accept_errors;
+        let Ok((stream, peer)) = listener.accept_or_back_off(|_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }) else {
+            return; // cancelled: shutting down
         };
         if shared.config.nodelay {
             let _ = stream.set_nodelay(true);

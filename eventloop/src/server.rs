@@ -571,92 +571,14 @@ impl ConnTracker for Tracker {
     }
 }
 
-/// Go's accept back-off: 5 ms, doubling, at most 1 s.
-struct Backoff {
-    delay: Duration,
-    failures: u64,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff {
-            delay: Duration::from_millis(5),
-            failures: 0,
-        }
-    }
-    fn next(&mut self) -> Duration {
-        let d = self.delay;
-        self.delay = (self.delay * 2).min(Duration::from_secs(1));
-        self.failures += 1;
-        d
-    }
-    fn reset(&mut self) -> u64 {
-        self.delay = Duration::from_millis(5);
-        std::mem::take(&mut self.failures)
-    }
-}
-
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    ) || matches!(
-        e.raw_os_error().map(rustix::io::Errno::from_raw_os_error),
-        Some(rustix::io::Errno::PROTO | rustix::io::Errno::PERM)
-    )
-}
-
-fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error().map(rustix::io::Errno::from_raw_os_error),
-        Some(
-            rustix::io::Errno::MFILE
-                | rustix::io::Errno::NFILE
-                | rustix::io::Errno::NOBUFS
-                | rustix::io::Errno::NOMEM
-        )
-    )
-}
-
 fn accept_loop(mut listener: Listener, inner: Arc<dyn Control>) {
     let cancel = listener.cancel().clone();
-    let mut backoff = Backoff::new();
     loop {
         if !inner.wait_below_limit(&cancel) {
             return;
         }
-        let (stream, peer) = match listener.accept() {
-            Ok(c) => {
-                let failures = backoff.reset();
-                if failures > 0 {
-                    log::warn!(
-                        "stead-eventloop: accept recovered after {failures} failed attempts"
-                    );
-                }
-                c
-            }
-            Err(_) if cancel.is_cancelled() => return,
-            Err(e) if is_transient_accept_error(&e) => continue,
-            Err(e) => {
-                inner.count_accept_error();
-                let delay = backoff.next();
-                if backoff.failures == 1 {
-                    let hint = if is_resource_exhaustion(&e) {
-                        " (out of file descriptors or memory: raise `ulimit -n` or lower max_connections)"
-                    } else {
-                        ""
-                    };
-                    log::error!(
-                        "stead-eventloop: accept failed: {e}{hint}; retrying with back-off up to 1s"
-                    );
-                }
-                if cancel.sleep(delay).is_err() {
-                    return;
-                }
-                continue;
-            }
+        let Ok((stream, peer)) = listener.accept_or_back_off(|_| inner.count_accept_error()) else {
+            return; // cancelled: shutting down
         };
         let _ = stream.set_nodelay(true);
         inner.admit(stream, peer);
