@@ -239,6 +239,9 @@ fn status_kb(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A server's points for the chart: (connections, req/s, p99 ms).
+type Series = (String, Vec<(usize, f64, f64)>);
+
 /// One client connection's state.
 struct Client {
     stream: TcpStream,
@@ -572,8 +575,7 @@ fn main() {
     let mut table = String::new();
     table.push_str("| conns | server | req/s | vs hyper | p50 ms | p99 ms | p99 vs hyper | CPU ms / 1k req | peak RSS MB | threads | errors |\n");
     table.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    let mut chart: Vec<(String, Vec<(usize, f64, f64)>)> =
-        o.servers.iter().map(|s| (s.clone(), vec![])).collect();
+    let mut chart: Vec<Series> = o.servers.iter().map(|s| (s.clone(), vec![])).collect();
     for &conns in &o.conns {
         let hyper = results.get(&(conns, "hyper".to_string()));
         let h_rps = hyper.map(|r| med(r, |x| x.rps));
@@ -660,7 +662,7 @@ fn update_benchmarks_md(section: &str) {
 }
 
 /// Two panels (req/s, p99) against connections, one line per server, as SVG.
-fn write_chart(series: &[(String, Vec<(usize, f64, f64)>)]) {
+fn write_chart(series: &[Series]) {
     let colors = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd"];
     let (w, h, pad) = (420.0, 260.0, 50.0);
     let mut svg = format!(
