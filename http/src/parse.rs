@@ -162,6 +162,23 @@ fn parse_with<'b>(
             return Ok(None);
         }
         Err(e) => {
+            // An error found past a limit: any split of the input that
+            // delivered the first `limit + 1` bytes alone was answered 414
+            // or 431 already, so the whole input must be too (the answer
+            // must not depend on how the bytes arrive). Errors are rare:
+            // re-parsing the prefix costs nothing on the fast path.
+            let (a, b) = if limits.request_line <= limits.head {
+                (limits.request_line, limits.head)
+            } else {
+                (limits.head, limits.request_line)
+            };
+            for limit in [a, b] {
+                if buf.len() > limit + 1
+                    && let Err(first) = parse_request_head(&buf[..limit + 1], limits)
+                {
+                    return Err(first);
+                }
+            }
             return match map_httparse_error(e, buf, limits) {
                 Some(e) => Err(e),
                 None => Ok(None),
@@ -316,15 +333,14 @@ fn map_httparse_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> Option
             let line_end = buf.iter().position(|&b| b == b'\n');
             let line = &buf[..line_end.unwrap_or(buf.len())];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.len() > limits.request_line {
-                return Some(HeadError::new(
-                    StatusCode::URI_TOO_LONG,
-                    "request line too long",
-                ));
-            }
             let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
             const SHAPE: &[u8; 8] = b"HTTP/0.0";
-            let fits = version.len() <= SHAPE.len()
+            // `method SP target SP version`: a line with more spaces (a
+            // space inside the target) is malformed, whatever its last
+            // word; judging by the last word alone answered 505 for the
+            // whole line but 400 for a prefix of it.
+            let fits = line.iter().filter(|&&b| b == b' ').count() <= 2
+                && version.len() <= SHAPE.len()
                 && version.iter().zip(SHAPE).all(|(&b, &s)| {
                     if s == b'0' {
                         b.is_ascii_digit()
@@ -332,13 +348,26 @@ fn map_httparse_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> Option
                         b == s
                     }
                 });
+            // A version that cannot become valid is an error at its first
+            // bad byte, whatever follows; only one that still could is
+            // judged by the line's length (so that every split of the
+            // input gets the same answer).
+            if !fits {
+                return Some(HeadError::bad("invalid HTTP version"));
+            }
+            if line.len() > limits.request_line {
+                return Some(HeadError::new(
+                    StatusCode::URI_TOO_LONG,
+                    "request line too long",
+                ));
+            }
             match line_end {
-                None if fits => return None,
-                Some(_) if fits && version.len() == SHAPE.len() => HeadError::new(
+                None => return None,
+                Some(_) if version.len() == SHAPE.len() => HeadError::new(
                     StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                     "unsupported HTTP version",
                 ),
-                _ => HeadError::bad("invalid HTTP version"),
+                Some(_) => HeadError::bad("invalid HTTP version"),
             }
         }
         httparse::Error::TooManyHeaders => HeadError::new(
@@ -627,6 +656,61 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/1.1x\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTPS/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET /\r\n\r\n"), 400);
+    }
+
+    /// Regression (found by the `request_head` and `connection` fuzz
+    /// targets): an invalid byte beyond a limit gave 400 for the whole input
+    /// but 414/431 for a prefix that ended at the limit.
+    #[test]
+    fn error_past_a_limit_is_the_limit_status_however_split() {
+        let line = format!("GET /{}\x01 HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\x01\r\n\r\n",
+            "v".repeat(70_000)
+        );
+        for (req, want) in [(line, 414), (head, 431)] {
+            let req = req.as_bytes();
+            assert_eq!(status(req), want);
+            for k in [8192, 8193, 8194, 65_536, 65_537, 65_538, req.len() - 1] {
+                match parse(&req[..k.min(req.len())]) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => panic!("accepted {k} bytes"),
+                    Err(e) => assert_eq!(e.status(), want, "prefix of {k} bytes"),
+                }
+            }
+        }
+    }
+
+    /// Regression (found by the `request_head` fuzz target): a version
+    /// that is wrong from its second byte on a line longer than the limit
+    /// gave 414 for the whole input but 400 for a short prefix.
+    #[test]
+    fn bad_version_on_a_long_line_is_400_however_split() {
+        let limits = Limits::default().request_line(256);
+        let req = format!("GET /a H{}TTP/1.0\r\nHost: a\r\n\r\n", "\u{d3}".repeat(200));
+        let req = req.as_bytes();
+        for k in 1..=req.len() {
+            match parse_request_head(&req[..k], &limits) {
+                Ok(None) => {}
+                Ok(Some(_)) => panic!("accepted {k} bytes"),
+                Err(e) => assert_eq!(e.status(), 400, "prefix of {k} bytes"),
+            }
+        }
+    }
+
+    /// Regression: a space inside the target gave 505 for the whole line
+    /// (its last word looks like a version) but 400 for a prefix of it.
+    #[test]
+    fn space_in_target_is_400_however_split() {
+        let req = b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n";
+        for k in 1..=req.len() {
+            match parse(&req[..k]) {
+                Ok(None) => {}
+                Ok(Some(_)) => panic!("accepted {k} bytes"),
+                Err(e) => assert_eq!(e.status(), 400, "prefix of {k} bytes"),
+            }
+        }
+        assert_eq!(status(req), 400);
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub struct HttpServerBuilder {
     reuse_port: bool,
     backlog: i32,
     cancel_wait: Duration,
+    spawner: Option<Arc<dyn stead_core::Spawner>>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
 }
@@ -77,6 +78,7 @@ impl Default for HttpServerBuilder {
             reuse_port: false,
             backlog: 1024,
             cancel_wait: Duration::from_secs(1),
+            spawner: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -155,6 +157,36 @@ impl HttpServerBuilder {
         self
     }
 
+    /// Start connection threads with `spawner` instead of
+    /// [`std::thread::Builder`] (thread mode only; event mode ignores it).
+    ///
+    /// For fault injection: a spawner that fails shows how the server
+    /// behaves when the system cannot create threads. A failed spawn keeps
+    /// the accepted connection and retries with back-off while accepting
+    /// pauses (backpressure into the kernel backlog), counted in
+    /// [`ServerStats::spawn_errors`](stead_core::ServerStats::spawn_errors).
+    ///
+    /// ```
+    /// use std::io;
+    /// use stead_core::{Job, Spawner, ThreadSpawner};
+    /// use stead_http::HttpServer;
+    ///
+    /// /// Names every connection thread `conn` (a real spawner would, say, count them).
+    /// struct Named;
+    /// impl Spawner for Named {
+    ///     fn spawn(&self, _name: String, stack: usize, job: Job) -> Result<(), (io::Error, Job)> {
+    ///         ThreadSpawner.spawn("conn".into(), stack, job)
+    ///     }
+    /// }
+    /// let server = HttpServer::builder().spawner(Named).bind("127.0.0.1:0")?;
+    /// # drop(server);
+    /// # Ok::<(), io::Error>(())
+    /// ```
+    pub fn spawner(mut self, spawner: impl stead_core::Spawner) -> Self {
+        self.spawner = Some(Arc::new(spawner));
+        self
+    }
+
     /// Serve HTTPS with this configuration.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
@@ -165,17 +197,20 @@ impl HttpServerBuilder {
     /// Bind the listening socket (port 0 picks a free port).
     pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<HttpServer> {
         let inner = match self.mode {
-            Mode::Threads => Bound::Threads(
-                stead_core::Server::builder()
+            Mode::Threads => {
+                let mut b = stead_core::Server::builder()
                     .max_connections(self.max_connections)
                     .stack_size(self.stack_size)
                     .thread_name("stead-http")
                     .reuse_port(self.reuse_port)
                     .backlog(self.backlog)
                     .cancel_wait(self.cancel_wait)
-                    .nodelay(true)
-                    .bind(addr)?,
-            ),
+                    .nodelay(true);
+                if let Some(s) = &self.spawner {
+                    b = b.spawner(SharedSpawner(s.clone()));
+                }
+                Bound::Threads(b.bind(addr)?)
+            }
             Mode::Event => {
                 let mut b = EventServer::builder()
                     .max_connections(self.max_connections)
@@ -194,6 +229,20 @@ impl HttpServerBuilder {
             inner,
             config: self,
         })
+    }
+}
+
+/// The builder's spawner, shared by its clones.
+struct SharedSpawner(Arc<dyn stead_core::Spawner>);
+
+impl stead_core::Spawner for SharedSpawner {
+    fn spawn(
+        &self,
+        name: String,
+        stack_size: usize,
+        job: stead_core::Job,
+    ) -> Result<(), (io::Error, stead_core::Job)> {
+        self.0.spawn(name, stack_size, job)
     }
 }
 
