@@ -50,8 +50,10 @@ impl From<Timeout> for io::Error {
 pub trait ConnTracker: Send + Sync {
     /// The connection waits for its next request; `false` if it must close now.
     fn idle(&self) -> bool;
-    /// The connection is working on a request.
-    fn active(&self);
+    /// The connection starts work on a request; `false` if a graceful
+    /// shutdown already claimed it while idle (it must close without
+    /// handling the request, which the client will see as unread).
+    fn active(&self) -> bool;
     /// Whether the server is draining (finish this request, then close).
     fn draining(&self) -> bool;
 }
@@ -282,11 +284,14 @@ impl<S> Conn<S> {
     }
 
     /// Tell the server this connection is working on a request: a graceful
-    /// shutdown lets it finish.
-    pub fn mark_active(&self) {
-        if let Some(t) = &self.tracker {
-            t.active();
-        }
+    /// shutdown lets it finish. Returns `false` when a shutdown closed the
+    /// connection while it was idle: then do not handle the request, close.
+    ///
+    /// Idle -> active and idle -> closing are one compare-and-swap each, so a
+    /// request is either handled to the end or never started: never handled
+    /// with its response lost.
+    pub fn mark_active(&self) -> bool {
+        self.tracker.as_ref().is_none_or(|t| t.active())
     }
 
     /// Whether the server is draining: finish the current request, then close

@@ -30,7 +30,7 @@
 //!         loop {
 //!             if !conn.mark_idle() { break } // draining: close instead of waiting
 //!             let n = match conn.read(&mut buf) { Ok(0) | Err(_) => break, Ok(n) => n };
-//!             conn.mark_active();
+//!             if !conn.mark_active() { break } // a drain closed us while idle
 //!             if conn.write_all(&buf[..n]).is_err() { break }
 //!         }
 //!     });

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -352,34 +352,66 @@ pub struct ServerStats {
     pub limit_pauses: u64,
 }
 
+/// A connection's state as drain sees it: one word, changed by CAS only.
+const ACTIVE: u8 = 0;
+const IDLE: u8 = 1;
+/// Claimed by a shutdown while idle: the connection must close.
+const CLOSING: u8 = 2;
+
 struct Slot {
     cancel: Cancel,
-    idle: AtomicBool,
+    state: AtomicU8,
     shared: std::sync::Weak<Shared>,
+}
+
+impl Slot {
+    fn is_draining(&self) -> bool {
+        self.shared
+            .upgrade()
+            .is_none_or(|s| s.draining.load(Ordering::SeqCst))
+    }
+
+    /// Claim an idle connection for closing; `false` if it is busy (or already claimed).
+    fn claim_idle(&self) -> bool {
+        if self
+            .state
+            .compare_exchange(IDLE, CLOSING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.cancel.cancel_with(CancelReason::Shutdown);
+            return true;
+        }
+        false
+    }
 }
 
 impl ConnTracker for Slot {
     fn idle(&self) -> bool {
-        self.idle.store(true, Ordering::SeqCst);
-        let draining = self
-            .shared
-            .upgrade()
-            .is_none_or(|s| s.draining.load(Ordering::SeqCst));
-        if draining {
-            self.cancel.cancel_with(CancelReason::Shutdown);
+        if self.state.load(Ordering::SeqCst) == CLOSING {
+            return false;
+        }
+        self.state.store(IDLE, Ordering::SeqCst);
+        // Draining began before (or while) we went idle: close now, unless
+        // the shutdown's own scan claimed us first (then it cancelled us).
+        if self.is_draining() {
+            self.claim_idle();
             return false;
         }
         true
     }
 
-    fn active(&self) {
-        self.idle.store(false, Ordering::SeqCst);
+    fn active(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(IDLE, ACTIVE, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(current) => current == ACTIVE,
+        }
     }
 
     fn draining(&self) -> bool {
-        self.shared
-            .upgrade()
-            .is_none_or(|s| s.draining.load(Ordering::SeqCst))
+        self.is_draining()
     }
 }
 
@@ -450,7 +482,7 @@ fn accept_loop(mut listener: Listener, shared: Arc<Shared>, handler: Arc<dyn Han
         let conn_cancel = shared.root.child();
         let slot = Arc::new(Slot {
             cancel: conn_cancel.clone(),
-            idle: AtomicBool::new(false),
+            state: AtomicU8::new(ACTIVE),
             shared: Arc::downgrade(&shared),
         });
         shared.lock().insert(id, slot.clone());
@@ -619,8 +651,7 @@ impl ServerHandle {
         report.open_at_start = conns.len();
         let mut idle_ids = std::collections::HashSet::new();
         for (id, slot) in conns.iter() {
-            if slot.idle.load(Ordering::SeqCst) {
-                slot.cancel.cancel_with(CancelReason::Shutdown);
+            if slot.claim_idle() {
                 idle_ids.insert(*id);
             }
         }

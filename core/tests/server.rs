@@ -32,7 +32,9 @@ fn serve_lines(conn: &mut Conn, l: &Lines) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        r.get_ref().0.mark_active();
+        if !r.get_ref().0.mark_active() {
+            break;
+        }
         let reply: &[u8] = match line.trim() {
             "ping" => b"pong\n",
             "panic" => panic!("handler asked to panic"),

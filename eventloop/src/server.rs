@@ -562,8 +562,11 @@ impl ConnTracker for Tracker {
         true
     }
 
-    fn active(&self) {
+    fn active(&self) -> bool {
+        // Parked connections are closed by the drain under the shard's
+        // table lock, never while a worker runs them: nothing to lose here.
         self.idle.store(false, Ordering::SeqCst);
+        true
     }
 
     fn draining(&self) -> bool {

@@ -270,8 +270,10 @@ pub(crate) fn drive<I: Io>(
             Ok(n) => {
                 bufs.rbuf.filled(n);
                 filled_up = n == spare_len;
-                if new_request {
-                    io.mark_active();
+                // A drain that claimed this idle connection first wins: the
+                // request is dropped unhandled (the client sees it unread).
+                if new_request && !io.mark_active() {
+                    return Next::Close;
                 }
             }
             Err(e) if !new_request && is_timeout(&e) => {

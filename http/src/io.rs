@@ -29,7 +29,7 @@ pub(crate) trait Io: Send {
     /// See [`Conn::mark_idle`].
     fn mark_idle(&self) -> bool;
     /// See [`Conn::mark_active`].
-    fn mark_active(&self);
+    fn mark_active(&self) -> bool;
     /// See [`Conn::is_draining`].
     fn is_draining(&self) -> bool;
     /// The connection's token.
@@ -102,7 +102,7 @@ impl Io for Conn<TcpStream> {
     }
 
     #[inline]
-    fn mark_active(&self) {
+    fn mark_active(&self) -> bool {
         Conn::mark_active(self)
     }
 
@@ -184,7 +184,9 @@ impl Io for MemoryIo<'_> {
         true
     }
 
-    fn mark_active(&self) {}
+    fn mark_active(&self) -> bool {
+        true
+    }
 
     fn is_draining(&self) -> bool {
         false

@@ -322,7 +322,7 @@ impl Io for TlsIo<'_> {
         self.conn.mark_idle()
     }
 
-    fn mark_active(&self) {
+    fn mark_active(&self) -> bool {
         self.conn.mark_active()
     }
 
