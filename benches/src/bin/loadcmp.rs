@@ -8,7 +8,9 @@
 //!
 //! Options: `--conns 50,500,5000`, `--secs 5`, `--rounds 3`, `--idle 10000`
 //! (connections for the idle-memory test, 0 to skip), `--client-threads 2`,
-//! `--workers 2`, `--servers stead-threads,stead-event,hyper`, `--no-build`.
+//! `--workers 2`, `--servers stead-threads,stead-event,hyper`, `--no-build`,
+//! `--no-wrk` (by default, when `wrk` is installed, each cell is also measured
+//! with it right after the built-in generator, in its own column).
 //!
 //! The load generator is built in: each client thread drives its share of
 //! keep-alive connections through its own epoll, one request in flight per
@@ -40,6 +42,8 @@ struct Opts {
     servers: Vec<String>,
     build: bool,
     write: bool,
+    /// Also measure each cell with `wrk` (on when `wrk` is installed).
+    wrk: bool,
 }
 
 fn parse_opts() -> Opts {
@@ -54,6 +58,7 @@ fn parse_opts() -> Opts {
         servers: vec!["stead-threads".into(), "stead-event".into(), "hyper".into()],
         build: true,
         write: false,
+        wrk: have_wrk(),
     };
     let mut args = std::env::args().skip(1);
     let list = |v: Option<String>| -> Vec<String> {
@@ -91,13 +96,15 @@ fn parse_opts() -> Opts {
             "--workers" => o.workers = args.next().and_then(|v| v.parse().ok()).expect("N"),
             "--servers" => o.servers = list(args.next()),
             "--no-build" => o.build = false,
+            "--no-wrk" => o.wrk = false,
             "--write" => o.write = true,
             "--help" | "-h" => {
                 println!(
                     "{}",
                     include_str!("loadcmp.rs")
                         .lines()
-                        .take(18)
+                        .take_while(|l| l.starts_with("//!"))
+                        .map(|l| l.trim_start_matches("//!").trim_start_matches(' '))
                         .collect::<Vec<_>>()
                         .join("\n")
                 );
@@ -456,6 +463,37 @@ struct Row {
     peak_rss_mb: f64,
     threads: u64,
     errors: u64,
+    /// req/s measured by `wrk` on the same server right after, if installed.
+    wrk_rps: Option<f64>,
+}
+
+/// Whether `wrk` is on the PATH.
+fn have_wrk() -> bool {
+    Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Drive `addr` with wrk (same connections and duration); its req/s.
+fn wrk_rps(addr: SocketAddr, conns: usize, o: &Opts) -> Option<f64> {
+    let threads = o.client_threads.clamp(1, conns.max(1)).to_string();
+    let out = Command::new("wrk")
+        .args(["-t", &threads, "-c", &conns.to_string()])
+        .args(["-d", &format!("{}s", o.secs.ceil() as u64)])
+        .arg(format!("http://{addr}/"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        eprintln!("loadcmp: wrk reported errors:\n{text}");
+    }
+    text.lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }
 
 fn one_run(server: &str, conns: usize, o: &Opts) -> Row {
@@ -479,6 +517,11 @@ fn one_run(server: &str, conns: usize, o: &Opts) -> Row {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let threads = sampler.join().unwrap_or(0);
     let peak = s.status_kb("VmHWM:");
+    let wrk_rps = if o.wrk {
+        wrk_rps(s.addr, conns, o)
+    } else {
+        None
+    };
     s.stop();
     r.latencies_us.sort_unstable();
     let total_secs = o.secs + o.warmup;
@@ -491,6 +534,7 @@ fn one_run(server: &str, conns: usize, o: &Opts) -> Row {
         peak_rss_mb: peak as f64 / 1024.0,
         threads,
         errors: r.errors,
+        wrk_rps,
     }
 }
 
@@ -573,8 +617,8 @@ fn main() {
     }
     let med = |rows: &[Row], f: fn(&Row) -> f64| median(rows.iter().map(f).collect());
     let mut table = String::new();
-    table.push_str("| conns | server | req/s | vs hyper | p50 ms | p99 ms | p99 vs hyper | CPU ms / 1k req | peak RSS MB | threads | errors |\n");
-    table.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    table.push_str("| conns | server | req/s | vs hyper | p50 ms | p99 ms | p99 vs hyper | CPU ms / 1k req | peak RSS MB | threads | errors | wrk req/s |\n");
+    table.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut chart: Vec<Series> = o.servers.iter().map(|s| (s.clone(), vec![])).collect();
     for &conns in &o.conns {
         let hyper = results.get(&(conns, "hyper".to_string()));
@@ -592,13 +636,17 @@ fn main() {
             series.push((conns, rps, p99));
             let ratio = |a: f64, b: Option<f64>| b.map_or("-".into(), |b| format!("{:.2}x", a / b));
             table.push_str(&format!(
-                "| {conns} | {server} | {rps:.0} | {} | {p50:.2} | {p99:.2} | {} | {:.1} | {:.1} | {} | {} |\n",
+                "| {conns} | {server} | {rps:.0} | {} | {p50:.2} | {p99:.2} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
                 ratio(rps, h_rps),
                 ratio(p99, h_p99),
                 med(rows, |x| x.cpu_ms_per_1k),
                 med(rows, |x| x.peak_rss_mb),
                 rows.iter().map(|r| r.threads).max().unwrap_or(0),
                 rows.iter().map(|r| r.errors).sum::<u64>(),
+                {
+                    let w: Vec<f64> = rows.iter().filter_map(|r| r.wrk_rps).collect();
+                    if w.is_empty() { "-".to_string() } else { format!("{:.0}", median(w)) }
+                },
             ));
         }
     }
