@@ -127,6 +127,8 @@ struct Waiters {
     fd: Option<Arc<OwnedFd>>,
     /// Registered with the deadline driver already.
     armed: bool,
+    /// Threads blocked on `cond` now: `fire` skips the futex wake-up without them.
+    sleepers: u32,
     next_id: u64,
 }
 
@@ -363,11 +365,13 @@ impl Cancel {
             };
             match until {
                 None => {
+                    guard.sleepers += 1;
                     guard = self
                         .inner
                         .cond
                         .wait(guard)
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(|e| e.into_inner());
+                    guard.sleepers -= 1;
                 }
                 Some(until) => {
                     if let Some(l) = limit
@@ -375,12 +379,14 @@ impl Cancel {
                     {
                         return None;
                     }
+                    guard.sleepers += 1;
                     guard = self
                         .inner
                         .cond
                         .wait_timeout(guard, until.saturating_duration_since(now))
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
+                    guard.sleepers -= 1;
                 }
             }
         }
@@ -560,8 +566,11 @@ impl Inner {
             if let Some(fd) = &w.fd {
                 sys::eventfd_signal(fd.as_fd());
             }
+            let sleepers = w.sleepers;
             drop(w);
-            node.cond.notify_all();
+            if sleepers > 0 {
+                node.cond.notify_all();
+            }
             drop(chan);
             for (_, cb) in callbacks {
                 cb(reason);
