@@ -9,14 +9,14 @@ use std::time::Instant;
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
 
 /// A non-blocking, close-on-exec eventfd.
+///
+/// The error is the raw OS error (e.g. `EMFILE`), so callers can classify it
+/// (an accept loop backs off on descriptor exhaustion).
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
-    rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(|e| {
-        let e = io::Error::from(e);
-        io::Error::new(
-            e.kind(),
-            format!("stead: cannot create an eventfd for a Cancel token: {e}"),
-        )
-    })
+    Ok(rustix::event::eventfd(
+        0,
+        EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
+    )?)
 }
 
 /// Make an eventfd readable. Errors cannot happen for a valid eventfd short
