@@ -68,6 +68,23 @@ fn http(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter(|| parse(black_box(input))));
     }
 
+    // stead-http's strict parser (httparse plus the framing, Host and
+    // smuggling checks) into `http` types, as the server runs it.
+    let limits = stead_http::Limits::default();
+    for (name, input) in [("stead_parse/small", SMALL), ("stead_parse/typical", TYPICAL)] {
+        let head = stead_http::parse_request_head(input, &limits)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.len, input.len());
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                stead_http::parse_request_head(black_box(input), &limits)
+                    .map(|h| h.map(|h| h.len))
+            })
+        });
+    }
+
     // A cached date, as servers keep one per second.
     let date = *b"Sun, 06 Nov 1994 08:49:37 GMT";
     let body = b"Hello, World!";
@@ -79,6 +96,27 @@ fn http(c: &mut Criterion) {
     g.bench_function("serialize/hello", |b| {
         b.iter(|| {
             hello_response(&mut out, black_box(&date), black_box(body));
+            out.len()
+        })
+    });
+    // stead-http's response writer: head (with a content-type header) + body.
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    g.bench_function("stead_serialize/hello", |b| {
+        b.iter(|| {
+            out.clear();
+            stead_http::write_response_head(
+                &mut out,
+                http::StatusCode::OK,
+                black_box(&headers),
+                stead_http::ResponseFraming::Length(body.len() as u64),
+                stead_http::ConnectionHeader::Omit,
+                black_box(&date),
+            );
+            out.extend_from_slice(body);
             out.len()
         })
     });
