@@ -71,7 +71,10 @@ fn http(c: &mut Criterion) {
     // stead-http's strict parser (httparse plus the framing, Host and
     // smuggling checks) into `http` types, as the server runs it.
     let limits = stead_http::Limits::default();
-    for (name, input) in [("stead_parse/small", SMALL), ("stead_parse/typical", TYPICAL)] {
+    for (name, input) in [
+        ("stead_parse/small", SMALL),
+        ("stead_parse/typical", TYPICAL),
+    ] {
         let head = stead_http::parse_request_head(input, &limits)
             .expect("valid")
             .expect("complete");
@@ -79,8 +82,7 @@ fn http(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(input.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                stead_http::parse_request_head(black_box(input), &limits)
-                    .map(|h| h.map(|h| h.len))
+                stead_http::parse_request_head(black_box(input), &limits).map(|h| h.map(|h| h.len))
             })
         });
     }
