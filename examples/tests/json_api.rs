@@ -109,34 +109,42 @@ fn full_queue_is_503_with_retry_after_promptly() {
             "--queue",
             "1",
             "--timeout-ms",
-            "1500",
+            "4000",
             "--mode",
             "threads",
         ],
     );
     let url = p.url("/api/work");
-    let busy: Vec<_> = (0..2)
-        .map(|i| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                agent()
-                    .post(&url)
-                    .send(format!(r#"{{"input":"long{i}","rounds":50000000}}"#))
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
+    let long = |i: u32| {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            agent()
+                .post(&url)
+                .send(format!(r#"{{"input":"long{i}","rounds":50000000}}"#))
+                .unwrap()
+                .status()
+                .as_u16()
         })
-        .collect();
-    // Wait until one task runs and one waits in the queue.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let h = health(&p);
-        if h["pool"]["running"] == 1 && h["pool"]["queued"] == 1 {
-            break;
+    };
+    // Fill the pool one step at a time: one task running, then one queued
+    // (sent together, the second could find the first still queued).
+    let wait_for = |running: u64, queued: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let h = health(&p);
+            if h["pool"]["running"] == running && h["pool"]["queued"] == queued {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pool never reached {running}/{queued}: {h}"
+            );
         }
-        assert!(Instant::now() < deadline, "pool never filled: {h}");
-    }
+    };
+    let mut busy = vec![long(0)];
+    wait_for(1, 0);
+    busy.push(long(1));
+    wait_for(1, 1);
     let t0 = Instant::now();
     let (s, v, retry) = post(&p, "/api/work", r#"{"input":"one more","rounds":1}"#);
     let took = t0.elapsed();
