@@ -59,6 +59,7 @@ pub fn enter() -> BlockingGuard {
         v
     });
     let obs = if depth == 0 {
+        crate::hangup::on_block();
         OBSERVER.with(|o| o.borrow().clone())
     } else {
         None

@@ -22,6 +22,9 @@ pub enum CancelReason {
     DeadlineExceeded,
     /// The process or server is shutting down ([`Cancel::shutdown`], a signal).
     Shutdown,
+    /// The peer of a connection went away (closed or reset it) while work
+    /// for it was still running; see [`Conn::begin_hangup_watch`](crate::Conn::begin_hangup_watch).
+    Disconnected,
 }
 
 impl CancelReason {
@@ -30,6 +33,7 @@ impl CancelReason {
             CancelReason::Cancelled => 1,
             CancelReason::DeadlineExceeded => 2,
             CancelReason::Shutdown => 3,
+            CancelReason::Disconnected => 4,
         }
     }
 
@@ -38,6 +42,7 @@ impl CancelReason {
             1 => Some(CancelReason::Cancelled),
             2 => Some(CancelReason::DeadlineExceeded),
             3 => Some(CancelReason::Shutdown),
+            4 => Some(CancelReason::Disconnected),
             _ => None,
         }
     }
@@ -47,6 +52,7 @@ impl CancelReason {
             CancelReason::Cancelled => "operation cancelled",
             CancelReason::DeadlineExceeded => "deadline exceeded",
             CancelReason::Shutdown => "shutting down",
+            CancelReason::Disconnected => "peer disconnected",
         }
     }
 }
@@ -501,6 +507,11 @@ impl Cancel {
     /// Number of token nodes alive in the process. For leak tests and metrics.
     pub fn live_tokens() -> u64 {
         LIVE_NODES.load(Ordering::Relaxed)
+    }
+
+    /// A weak handle that does not keep the token alive.
+    pub(crate) fn downgrade(&self) -> WeakCancel {
+        WeakCancel(Arc::downgrade(&self.inner))
     }
 
     /// Number of live children linked to this token (not counting deeper descendants).

@@ -138,6 +138,9 @@ impl Waiter {
 /// # drop(client);
 /// ```
 pub struct Conn<S = TcpStream> {
+    /// Hang-up watch registration; declared before `stream` so it is
+    /// dropped (unregistered) before the socket closes.
+    hangup: Option<crate::hangup::Registration>,
     stream: S,
     waiter: Waiter,
     /// Bytes read through `read`/`try_read`: event servers judge progress by it.
@@ -188,6 +191,7 @@ impl<S> Conn<S> {
     /// interrupted while the syscall itself blocks.
     pub fn from_nonblocking(stream: S, cancel: Cancel) -> Self {
         Conn {
+            hangup: None,
             stream,
             waiter: Waiter { cancel },
             bytes_read: 0,
@@ -205,6 +209,7 @@ impl<S> Conn<S> {
     /// Replace the connection's token (e.g. with a child carrying a request deadline).
     /// Returns the previous one.
     pub fn replace_cancel(&mut self, cancel: Cancel) -> Cancel {
+        self.hangup = None;
         std::mem::replace(&mut self.waiter.cancel, cancel)
     }
 
@@ -241,13 +246,18 @@ impl<S> Conn<S> {
 
     /// Unwrap the stream (still non-blocking).
     pub fn into_inner(self) -> S {
-        self.stream
+        let Conn { hangup, stream, .. } = self;
+        drop(hangup);
+        stream
     }
 
     /// Wrap the stream in another (e.g. TLS) while keeping the token,
     /// timeouts and server tracking.
     pub fn map<T>(self, f: impl FnOnce(S) -> T) -> Conn<T> {
+        // Unregister first: `f` may close the descriptor.
+        drop(self.hangup);
         Conn {
+            hangup: None,
             stream: f(self.stream),
             waiter: self.waiter,
             bytes_read: self.bytes_read,
@@ -259,7 +269,9 @@ impl<S> Conn<S> {
 
     /// Fallible [`map`](Conn::map).
     pub fn try_map<T, E>(self, f: impl FnOnce(S) -> Result<T, E>) -> Result<Conn<T>, E> {
+        drop(self.hangup);
         Ok(Conn {
+            hangup: None,
             stream: f(self.stream)?,
             waiter: self.waiter,
             bytes_read: self.bytes_read,
@@ -307,6 +319,66 @@ impl<S: AsFd> Conn<S> {
     /// that consumes its input from one that spins on readiness.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+
+    /// Start watching for the peer going away while the current thread works
+    /// on this connection (say, runs a request's handler): until
+    /// [`end_hangup_watch`](Conn::end_hangup_watch), if this thread blocks in
+    /// a stead wait ([`Cancel::sleep`], [`Cancel::wait`], a blocked read or
+    /// write, a pool join) and the peer closes the connection with no unread
+    /// input left, or resets it, the connection's token is cancelled with
+    /// [`CancelReason::Disconnected`].
+    ///
+    /// Cheap: nothing happens unless the thread blocks, and then one
+    /// `epoll_ctl` arms the connection in a process-wide watcher (one thread
+    /// for the whole process). Idempotent per connection; the scope belongs to
+    /// the calling thread.
+    ///
+    /// ```
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::time::Duration;
+    /// use stead_core::{Cancel, CancelReason, Conn};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (server_side, _) = listener.accept()?;
+    /// let mut conn = Conn::new(server_side, Cancel::new())?;
+    /// conn.begin_hangup_watch();
+    /// // The client gives up while the "handler" waits.
+    /// let closer = std::thread::spawn(move || drop(client));
+    /// let why = conn.cancel().wait_timeout(Duration::from_secs(10));
+    /// conn.end_hangup_watch();
+    /// closer.join().unwrap();
+    /// assert_eq!(why, Some(CancelReason::Disconnected));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn begin_hangup_watch(&mut self) {
+        self.begin_watch(false);
+    }
+
+    /// [`begin_hangup_watch`](Conn::begin_hangup_watch) for a connection
+    /// that carries an encrypted protocol (TLS): unread input there may be
+    /// just the peer's closing alert, so any end of input counts as the peer
+    /// going away.
+    pub fn begin_hangup_watch_encrypted(&mut self) {
+        self.begin_watch(true);
+    }
+
+    fn begin_watch(&mut self, any_eof: bool) {
+        if self.hangup.is_none() {
+            self.hangup =
+                crate::hangup::Registration::new(self.stream.as_fd(), &self.waiter.cancel, any_eof);
+        }
+        if let Some(r) = &self.hangup {
+            crate::hangup::begin(r.id());
+        }
+    }
+
+    /// End the watch scope opened by [`begin_hangup_watch`](Conn::begin_hangup_watch).
+    pub fn end_hangup_watch(&mut self) {
+        if self.hangup.is_some() {
+            crate::hangup::end(self.stream.as_fd());
+        }
     }
 
     /// Block until the stream is readable (or cancelled / timed out) without reading.

@@ -67,6 +67,7 @@ mod backoff;
 pub mod blocking;
 mod cancel;
 mod driver;
+mod hangup;
 mod io;
 mod server;
 mod shutdown;

@@ -67,14 +67,10 @@ fn routes_event() {
     routes("event");
 }
 
-fn drain(mode: &str) {
-    let p = start(mode);
+/// Poll `/stats` until it reads `want` (a request, not a timer: the
+/// server's state is the synchronisation).
+fn wait_stats(p: &Proc, want: &str, what: &str) {
     let a = agent();
-    // A request in flight: /sleep/500 on a raw connection.
-    let mut inflight = TcpStream::connect(p.addr).unwrap();
-    inflight
-        .write_all(b"GET /sleep/500 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let body = a
@@ -84,11 +80,21 @@ fn drain(mode: &str) {
             .body_mut()
             .read_to_string()
             .unwrap();
-        if body == "sleeping 1\n" {
-            break;
+        if body == want {
+            return;
         }
-        assert!(Instant::now() < deadline, "the sleep never started: {body}");
+        assert!(Instant::now() < deadline, "{what}: {body}");
     }
+}
+
+fn drain(mode: &str) {
+    let p = start(mode);
+    // A request in flight: /sleep/500 on a raw connection.
+    let mut inflight = TcpStream::connect(p.addr).unwrap();
+    inflight
+        .write_all(b"GET /sleep/500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    wait_stats(&p, "sleeping 1\nabandoned 0\n", "the sleep never started");
     p.signal(Signal::TERM);
     // New connections are refused once the listener closes (at once).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -109,6 +115,34 @@ fn drain(mode: &str) {
     let (status, out) = p.wait(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{out}");
     assert!(out.contains("drained"), "{out}");
+}
+
+/// `/sleep/{ms}` ends early when its client goes away.
+fn disconnect(mode: &str) {
+    let p = start(mode);
+    let mut gone = TcpStream::connect(p.addr).unwrap();
+    gone.write_all(b"GET /sleep/60000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    wait_stats(&p, "sleeping 1\nabandoned 0\n", "the sleep never started");
+    drop(gone);
+    wait_stats(
+        &p,
+        "sleeping 0\nabandoned 1\n",
+        "the sleep did not end when its client left",
+    );
+    p.signal(Signal::TERM);
+    let (status, out) = p.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{out}");
+}
+
+#[test]
+fn client_disconnect_ends_sleep_threads() {
+    disconnect("threads");
+}
+
+#[test]
+fn client_disconnect_ends_sleep_event() {
+    disconnect("event");
 }
 
 #[test]

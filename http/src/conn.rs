@@ -417,6 +417,18 @@ fn serve_request<I: Io>(
     if framing != BodyFraming::None {
         io.set_read_timeout(Some(cfg.timeouts.body_idle));
     }
+    // Watch for the client going away while the handler blocks, unless the
+    // client already sent more than this request (pipelining): it still
+    // wants answers even if it has half-closed since.
+    let pipelined = match framing {
+        BodyFraming::None => !rbuf.is_empty(),
+        BodyFraming::Length(n) => rbuf.len() as u64 > n,
+        BodyFraming::Chunked => false,
+    };
+    let watch = !pipelined;
+    if watch {
+        io.begin_hangup_watch();
+    }
     let body = Body::from_conn(
         ConnBody {
             io: &mut *io,
@@ -433,7 +445,11 @@ fn serve_request<I: Io>(
     *req.headers_mut() = headers;
 
     let handler = ctx.handler;
-    let resp = match catch_unwind(AssertUnwindSafe(|| handler.call(req, cancel))) {
+    let result = catch_unwind(AssertUnwindSafe(|| handler.call(req, cancel)));
+    if watch {
+        io.end_hangup_watch();
+    }
+    let resp = match result {
         Ok(r) => r,
         Err(_) => {
             ctx.stats.panics.fetch_add(1, Ordering::Relaxed);

@@ -36,6 +36,11 @@ pub(crate) trait Io: Send {
     fn cancel(&self) -> &stead_core::Cancel;
     /// Finish the write side (TLS `close_notify`, then a TCP half-close).
     fn close_write(&mut self);
+    /// A handler starts: cancel the token if the client goes away while it
+    /// blocks (see [`Conn::begin_hangup_watch`]).
+    fn begin_hangup_watch(&mut self) {}
+    /// The handler returned.
+    fn end_hangup_watch(&mut self) {}
 }
 
 /// Write `a` and `b` with vectored writes until both are out.
@@ -117,6 +122,16 @@ impl Io for Conn<TcpStream> {
 
     fn close_write(&mut self) {
         let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+
+    #[inline]
+    fn begin_hangup_watch(&mut self) {
+        Conn::begin_hangup_watch(self)
+    }
+
+    #[inline]
+    fn end_hangup_watch(&mut self) {
+        Conn::end_hangup_watch(self)
     }
 }
 

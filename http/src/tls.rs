@@ -339,6 +339,14 @@ impl Io for TlsIo<'_> {
         let _ = self.flush_tls();
         let _ = self.conn.shutdown(std::net::Shutdown::Write);
     }
+
+    fn begin_hangup_watch(&mut self) {
+        self.conn.begin_hangup_watch_encrypted()
+    }
+
+    fn end_hangup_watch(&mut self) {
+        self.conn.end_hangup_watch()
+    }
 }
 
 /// Reads through [`Conn::try_read`] so the bytes count as progress for the

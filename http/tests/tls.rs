@@ -159,7 +159,43 @@ fn handler_sees_https_requests_like_http(mode: Mode) {
     stop(h);
 }
 
+/// A TLS client that closes (close_notify, then FIN) while its handler
+/// waits: the handler's token fires with `Disconnected`.
+fn tls_client_close_cancels_the_handler(mode: Mode) {
+    let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
+    let cfg = client_config(&tls);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let started_tx = std::sync::Mutex::new(started_tx);
+    let done_tx = std::sync::Mutex::new(done_tx);
+    let h = start_with(
+        mode,
+        |b| b.tls(tls),
+        move |_req: Request<Body>, cancel: &Cancel| {
+            let _ = started_tx.lock().unwrap().send(());
+            let r = cancel.sleep(Duration::from_secs(30));
+            let _ = done_tx.lock().unwrap().send(r.map_err(|c| c.reason()));
+            "late"
+        },
+    );
+    let mut s = connect_tls(h.local_addr(), &cfg);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    started_rx.recv_timeout(DEADLINE).unwrap();
+    s.conn.send_close_notify();
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut s.sock).unwrap();
+    }
+    drop(s);
+    assert_eq!(
+        done_rx.recv_timeout(DEADLINE).unwrap(),
+        Err(stead_core::CancelReason::Disconnected)
+    );
+    stop(h);
+}
+
 both_modes!(
+    tls_client_close_cancels_the_handler,
     https_keep_alive_requests,
     close_notify_with_trailing_bytes_is_answered_then_closed,
     plaintext_request_on_tls_port_is_closed_quickly,

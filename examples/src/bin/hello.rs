@@ -10,8 +10,10 @@
 //! Routes: `GET /` -> `Hello, World!`; `GET /sleep/{ms}` -> waits `ms`
 //! milliseconds (cancellable: the request's token fires when the client goes
 //! away or the shutdown grace period ends), then 200; `POST /echo` -> the
-//! request body back; `GET /stats` -> how many sleeps are in progress. On SIGINT/SIGTERM it stops accepting at once, lets
-//! in-flight requests finish within `--grace` seconds and exits 0.
+//! request body back; `GET /stats` -> how many sleeps are in progress and
+//! how many were abandoned by their client. On SIGINT/SIGTERM it stops
+//! accepting at once, lets in-flight requests finish within `--grace`
+//! seconds and exits 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use stead_core::CancelReason;
 use stead_http::http::StatusCode;
 use stead_http::{HttpServer, Mode, RequestExt, ResponseBody, Router, with_content_type};
 
@@ -87,9 +90,12 @@ fn run(args: Args) -> std::io::Result<()> {
     }
     let shutdown = stead_core::shutdown_on_signals()?;
     let max_sleep = args.max_sleep_ms;
-    // Sleeps in progress, for `GET /stats` (and the drain test).
+    // Sleeps in progress, and sleeps the client abandoned, for `GET /stats`
+    // (and the tests).
     let sleeping = Arc::new(AtomicU64::new(0));
+    let abandoned = Arc::new(AtomicU64::new(0));
     let (sleeping_w, sleeping_r) = (sleeping.clone(), sleeping);
+    let (abandoned_w, abandoned_r) = (abandoned.clone(), abandoned);
     let app = Router::new()
         .get("/", |_req, _cancel| {
             with_content_type("text/plain", ResponseBody::from_static(b"Hello, World!"))
@@ -106,6 +112,9 @@ fn run(args: Args) -> std::io::Result<()> {
             }
             sleeping_w.fetch_add(1, Ordering::SeqCst);
             let slept = cancel.sleep(Duration::from_millis(ms));
+            if slept.is_err_and(|e| e.reason() == CancelReason::Disconnected) {
+                abandoned_w.fetch_add(1, Ordering::SeqCst);
+            }
             sleeping_w.fetch_sub(1, Ordering::SeqCst);
             match slept {
                 Ok(()) => (StatusCode::OK, format!("slept {ms} ms\n")),
@@ -116,7 +125,11 @@ fn run(args: Args) -> std::io::Result<()> {
             }
         })
         .get("/stats", move |_req, _cancel| {
-            format!("sleeping {}\n", sleeping_r.load(Ordering::SeqCst))
+            format!(
+                "sleeping {}\nabandoned {}\n",
+                sleeping_r.load(Ordering::SeqCst),
+                abandoned_r.load(Ordering::SeqCst)
+            )
         })
         .post("/echo", |mut req, _cancel| {
             let body = req.body_mut().read_all()?;

@@ -1,0 +1,259 @@
+//! Client-disconnect detection for work in progress.
+//!
+//! While a request's handler runs, nobody reads its connection, so a client
+//! that gives up (closes or resets the connection) goes unnoticed until the
+//! response is written. [`Conn::begin_hangup_watch`](crate::Conn::begin_hangup_watch)
+//! opens a *watch scope* on the current thread; if the thread then blocks in
+//! a stead wait (anything that calls [`blocking::enter`](crate::blocking::enter):
+//! `Cancel::sleep`, `Cancel::wait`, a blocked `Conn` read or write, a pool
+//! join), the connection is armed, once per scope, with
+//! `EPOLLRDHUP | EPOLLONESHOT` in one process-wide epoll set. One lazily
+//! started thread (`stead-hangup`) waits on that set; when the peer has
+//! closed its side with no unread input left (or reset the connection) it
+//! cancels the connection's token with [`CancelReason::Disconnected`].
+//!
+//! A scope costs nothing until the thread blocks (a thread-local store), and
+//! one `epoll_ctl` when it does; requests that never block pay no syscall.
+//! Unread input before the end of stream (a pipelined request followed by a
+//! half-close) is not a disconnect, as in nginx: the request is answered.
+//!
+//! The registry entry of a connection lives exactly as long as its `Conn`
+//! (it is dropped before the socket is closed), which is what makes the raw
+//! descriptor the watcher thread uses valid.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use rustix::event::epoll;
+
+use crate::cancel::{Cancel, CancelReason, WeakCancel};
+
+struct Entry {
+    /// The connection's descriptor; open while the entry exists.
+    fd: RawFd,
+    cancel: WeakCancel,
+    /// Any end of input counts, even with unread input before it (TLS,
+    /// where that input may be only a closing alert).
+    any_eof: bool,
+    /// Added to the epoll set (later arms use `MOD`).
+    added: bool,
+}
+
+struct Registry {
+    next: u64,
+    entries: HashMap<u64, Entry>,
+}
+
+struct Watcher {
+    epoll: OwnedFd,
+    registry: Mutex<Registry>,
+}
+
+/// The process-wide watcher; `None` if its epoll set or thread could not be created.
+fn watcher() -> Option<&'static Watcher> {
+    static W: OnceLock<Option<Watcher>> = OnceLock::new();
+    W.get_or_init(|| {
+        let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC) {
+            Ok(e) => e,
+            Err(e) => {
+                log::error!("stead: cannot create the hang-up watcher's epoll set: {e}");
+                return None;
+            }
+        };
+        Some(Watcher {
+            epoll,
+            registry: Mutex::new(Registry {
+                next: 1,
+                entries: HashMap::new(),
+            }),
+        })
+    })
+    .as_ref()
+}
+
+fn lock(w: &Watcher) -> MutexGuard<'_, Registry> {
+    // Nothing panics while the lock is held; the data stays consistent anyway.
+    w.registry.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Start the watcher thread once; `false` if it cannot run.
+fn ensure_thread() -> bool {
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    *STARTED.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("stead-hangup".into())
+            .stack_size(64 * 1024)
+            .spawn(run);
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                log::error!(
+                    "stead: cannot start the hang-up watcher thread: {e}; client disconnects \
+                     will not cancel requests"
+                );
+                false
+            }
+        }
+    })
+}
+
+/// A connection's registry entry; dropping it unregisters the connection.
+/// Held by the `Conn`, declared before its stream so it drops first.
+pub(crate) struct Registration {
+    id: u64,
+}
+
+impl Registration {
+    /// Register `fd` (not armed yet).
+    pub(crate) fn new(fd: BorrowedFd<'_>, cancel: &Cancel, any_eof: bool) -> Option<Registration> {
+        let w = watcher()?;
+        let mut reg = lock(w);
+        let id = reg.next;
+        reg.next += 1;
+        reg.entries.insert(
+            id,
+            Entry {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+                cancel: cancel.downgrade(),
+                any_eof,
+                added: false,
+            },
+        );
+        Some(Registration { id })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(w) = watcher() {
+            lock(w).entries.remove(&self.id);
+        }
+        // The descriptor leaves the epoll set when the socket closes.
+    }
+}
+
+/// The watch scope of the current thread: the registration id, and whether
+/// it was armed during this scope.
+#[derive(Clone, Copy)]
+struct Scope {
+    id: u64,
+    armed: bool,
+}
+
+thread_local! {
+    static SCOPE: Cell<Option<Scope>> = const { Cell::new(None) };
+}
+
+/// Open the current thread's scope for registration `id`.
+pub(crate) fn begin(id: u64) {
+    SCOPE.with(|s| s.set(Some(Scope { id, armed: false })));
+}
+
+/// Close the current thread's scope; disarm `fd` if the scope armed it.
+pub(crate) fn end(fd: BorrowedFd<'_>) {
+    let scope = SCOPE.with(|s| s.take());
+    if let (Some(Scope { armed: true, .. }), Some(w)) = (scope, watcher()) {
+        // A scope that blocked: stop watching until the next one blocks (an
+        // idle keep-alive connection that closes is not worth a wake-up).
+        let _ = epoll::modify(
+            w.epoll.as_fd(),
+            fd,
+            epoll::EventData::new_u64(0),
+            epoll::EventFlags::empty(),
+        );
+    }
+}
+
+/// Called by [`blocking::enter`](crate::blocking::enter) at depth 0: arm the
+/// scope's connection, once per scope.
+pub(crate) fn on_block() {
+    let Some(mut scope) = SCOPE.with(Cell::get) else {
+        return;
+    };
+    if scope.armed {
+        return;
+    }
+    scope.armed = true;
+    SCOPE.with(|s| s.set(Some(scope)));
+    if let Err(e) = arm(scope.id) {
+        log::debug!("stead: cannot watch a connection for hang-up: {e}");
+    }
+}
+
+#[allow(unsafe_code)]
+fn arm(id: u64) -> io::Result<()> {
+    let Some(w) = watcher() else { return Ok(()) };
+    if !ensure_thread() {
+        return Ok(());
+    }
+    let mut reg = lock(w);
+    let Some(entry) = reg.entries.get_mut(&id) else {
+        return Ok(());
+    };
+    // SAFETY: the entry exists, and entries are removed (under this lock,
+    // which we hold) by `Registration::drop`, which runs before the `Conn`
+    // holding the registration closes its socket. So `entry.fd` is open for
+    // the whole borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(entry.fd) };
+    let flags = epoll::EventFlags::RDHUP | epoll::EventFlags::ONESHOT;
+    let data = epoll::EventData::new_u64(id);
+    if entry.added {
+        epoll::modify(w.epoll.as_fd(), fd, data, flags)?;
+    } else {
+        epoll::add(w.epoll.as_fd(), fd, data, flags)?;
+        entry.added = true;
+    }
+    Ok(())
+}
+
+/// The watcher thread.
+#[allow(unsafe_code)]
+fn run() {
+    let Some(w) = watcher() else { return };
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+    loop {
+        events.clear();
+        match epoll::wait(
+            w.epoll.as_fd(),
+            rustix::buffer::spare_capacity(&mut events),
+            None,
+        ) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                log::error!("stead: the hang-up watcher stopped: {e}");
+                return;
+            }
+        }
+        let mut gone = Vec::new();
+        {
+            let reg = lock(w);
+            for ev in &events {
+                let (flags, data) = (ev.flags, ev.data);
+                let Some(entry) = reg.entries.get(&data.u64()) else {
+                    continue; // unregistered meanwhile
+                };
+                let hard = flags.intersects(epoll::EventFlags::HUP | epoll::EventFlags::ERR);
+                let disconnected = hard || entry.any_eof || {
+                    // SAFETY: as in `arm`: the entry exists and we hold the
+                    // registry lock, so the connection is not closed yet.
+                    let fd = unsafe { BorrowedFd::borrow_raw(entry.fd) };
+                    rustix::io::ioctl_fionread(fd).is_ok_and(|n| n == 0)
+                };
+                if disconnected {
+                    gone.push(entry.cancel.upgrade());
+                }
+            }
+        }
+        for c in gone.into_iter().flatten() {
+            c.cancel_with(CancelReason::Disconnected);
+        }
+    }
+}
