@@ -107,8 +107,8 @@ impl Default for EventServerBuilder {
 }
 
 impl EventServerBuilder {
-    /// Defaults: one worker per CPU, 10,000 connections, `workers + 256`
-    /// threads at most, backlog 1,024, 256 KiB stacks, 10 ms blocking
+    /// Defaults: one worker per CPU, 10,000 connections, `workers +
+    /// min(max_connections, 10,000)` threads at most, backlog 1,024, 256 KiB stacks, 10 ms blocking
     /// budget, hand-off on announced blocking, no first-read timeout.
     pub fn new() -> Self {
         Self::default()
@@ -131,8 +131,11 @@ impl EventServerBuilder {
     }
 
     /// At most `n` threads running shards and blocked handlers together
-    /// (default `workers + 256`; at least `workers`). When all are blocked
-    /// in handlers, shards wait for one to return.
+    /// (default `workers + min(max_connections, 10,000)`: no worse than one
+    /// thread per connection, capped like Go's default thread limit; at
+    /// least `workers`). Idle connections hold no thread; only handlers
+    /// blocked at the same time do. When all are blocked in handlers,
+    /// shards wait for one to return.
     pub fn max_threads(mut self, n: usize) -> Self {
         self.max_threads = Some(n);
         self

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
@@ -27,6 +28,8 @@ pub enum BodyErrorKind {
     Invalid(&'static str),
     /// No body bytes arrived within the body idle timeout (408).
     Timeout,
+    /// The body arrived slower than the minimum data rate (408).
+    TooSlow,
     /// Another I/O error (or cancellation) happened earlier; its kind.
     Io(io::ErrorKind),
 }
@@ -62,7 +65,7 @@ impl BodyError {
         match self.kind {
             BodyErrorKind::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyErrorKind::Truncated | BodyErrorKind::Invalid(_) => StatusCode::BAD_REQUEST,
-            BodyErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyErrorKind::Timeout | BodyErrorKind::TooSlow => StatusCode::REQUEST_TIMEOUT,
             BodyErrorKind::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,6 +87,9 @@ impl fmt::Display for BodyError {
             }
             BodyErrorKind::Invalid(why) => write!(f, "invalid chunked request body: {why}"),
             BodyErrorKind::Timeout => f.write_str("request body timed out"),
+            BodyErrorKind::TooSlow => {
+                f.write_str("request body arrived slower than the minimum data rate")
+            }
             BodyErrorKind::Io(k) => {
                 write!(f, "request body unreadable after an earlier error ({k})")
             }
@@ -100,7 +106,7 @@ impl From<BodyError> for io::Error {
                 io::ErrorKind::InvalidData
             }
             BodyErrorKind::Truncated => io::ErrorKind::UnexpectedEof,
-            BodyErrorKind::Timeout => io::ErrorKind::TimedOut,
+            BodyErrorKind::Timeout | BodyErrorKind::TooSlow => io::ErrorKind::TimedOut,
             BodyErrorKind::Io(k) => k,
         };
         io::Error::new(kind, e)
@@ -113,9 +119,88 @@ pub(crate) enum Framing {
     Chunked(ChunkedDecoder),
 }
 
+/// The minimum-data-rate budget of a request body: time spent waiting for
+/// the client may not exceed the grace period plus what the bytes received
+/// so far pay for at the minimum rate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    idle: Duration,
+    rate: u32,
+    grace: Duration,
+    /// Time spent waiting for body bytes so far.
+    pub(crate) waited: Duration,
+    /// Body bytes (as read from the transport, framing included) so far.
+    pub(crate) received: u64,
+    /// The wait already ran out (event mode's buffered body): the next
+    /// read from the transport fails with this at once.
+    stalled: Option<BodyErrorKind>,
+}
+
+impl Pace {
+    pub(crate) fn new(t: &crate::Timeouts) -> Self {
+        Pace {
+            idle: t.body_idle,
+            rate: t.body_min_rate,
+            grace: t.body_rate_grace,
+            waited: Duration::ZERO,
+            received: 0,
+            stalled: None,
+        }
+    }
+
+    /// How long the next wait may last, and whether the rate (not the idle
+    /// timeout) is what limits it. A zero duration: the client is too slow.
+    pub(crate) fn next_wait(&self) -> (Duration, bool) {
+        if self.rate == 0 {
+            return (self.idle, false);
+        }
+        let paid = Duration::from_nanos(
+            u64::try_from(u128::from(self.received) * 1_000_000_000 / u128::from(self.rate))
+                .unwrap_or(u64::MAX),
+        );
+        let left = self.grace.saturating_add(paid).saturating_sub(self.waited);
+        if left < self.idle {
+            (left, true)
+        } else {
+            (self.idle, false)
+        }
+    }
+
+    /// A blocking read from `io`, bounded by the budget.
+    fn read(&mut self, io: &mut dyn Io, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(kind) = self.stalled {
+            return Err(BodyError::new(kind).into());
+        }
+        let (wait, by_rate) = self.next_wait();
+        if wait.is_zero() {
+            return Err(BodyError::new(BodyErrorKind::TooSlow).into());
+        }
+        io.set_read_timeout(Some(wait));
+        let start = Instant::now();
+        let r = io.read(buf);
+        self.waited += start.elapsed();
+        match r {
+            Ok(n) => {
+                self.received += n as u64;
+                Ok(n)
+            }
+            Err(e) if by_rate && is_read_timeout(&e) => {
+                Err(BodyError::new(BodyErrorKind::TooSlow).into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn is_read_timeout(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|i| i.downcast_ref::<stead_core::Timeout>().is_some())
+}
+
 /// Where a request body stands; owned by the connection, lent to [`Body`].
 pub(crate) struct BodyState {
     pub(crate) framing: Framing,
+    pace: Pace,
     received: u64,
     limit: u64,
     /// `Expect: 100-continue` and the 100 has not been sent yet.
@@ -128,6 +213,7 @@ impl BodyState {
         framing: BodyFraming,
         continue_pending: bool,
         limits: &crate::Limits,
+        timeouts: &crate::Timeouts,
     ) -> Self {
         let framing = match framing {
             BodyFraming::None => Framing::Done,
@@ -139,11 +225,17 @@ impl BodyState {
         };
         BodyState {
             framing,
+            pace: Pace::new(timeouts),
             received: 0,
             limit: limits.body,
             continue_pending,
             error: None,
         }
+    }
+
+    /// Make the next read from the transport fail with `kind` at once.
+    pub(crate) fn stall(&mut self, kind: BodyErrorKind) {
+        self.pace.stalled = Some(kind);
     }
 
     pub(crate) fn is_complete(&self) -> bool {
@@ -166,10 +258,7 @@ impl BodyState {
 
     /// Record an I/O error; timeouts of the connection become `Timeout`.
     fn fail_io(&mut self, e: io::Error) -> io::Error {
-        let is_read_timeout = e
-            .get_ref()
-            .is_some_and(|i| i.downcast_ref::<stead_core::Timeout>().is_some());
-        if is_read_timeout {
+        if is_read_timeout(&e) {
             return self.fail(BodyError::new(BodyErrorKind::Timeout));
         }
         if let Some(b) = BodyError::from_io(&e) {
@@ -211,7 +300,7 @@ impl BodyState {
                     rbuf.consume(n);
                     n
                 } else {
-                    match io.read(&mut buf[..want]) {
+                    match self.pace.read(io, &mut buf[..want]) {
                         Ok(0) => return Err(self.fail(BodyError::new(BodyErrorKind::Truncated))),
                         Ok(n) => n,
                         Err(e) => return Err(self.fail_io(e)),
@@ -225,7 +314,7 @@ impl BodyState {
                 Ok(n)
             }
             Framing::Chunked(dec) => {
-                let (result, done) = read_chunked(dec, io, rbuf, buf);
+                let (result, done) = read_chunked(dec, &mut self.pace, io, rbuf, buf);
                 if done {
                     self.framing = Framing::Done;
                 }
@@ -256,13 +345,14 @@ enum Fail {
 /// One read of a chunked body: decoded bytes, and whether the body ended.
 fn read_chunked(
     dec: &mut ChunkedDecoder,
+    pace: &mut Pace,
     io: &mut dyn Io,
     rbuf: &mut ReadBuf,
     buf: &mut [u8],
 ) -> (Result<usize, Fail>, bool) {
     loop {
         if rbuf.is_empty() {
-            match io.read(rbuf.spare(4096)) {
+            match pace.read(io, rbuf.spare(4096)) {
                 Ok(0) => {
                     return (
                         Err(Fail::Body(BodyError::new(BodyErrorKind::Truncated))),

@@ -37,6 +37,13 @@ pub struct Limits {
     /// to keep the connection alive; a larger remainder closes the
     /// connection instead. Default 256 KiB (Go's value).
     pub drain: u64,
+    /// Event mode: a request body declared (or, chunked, framed) within
+    /// this many bytes, without `Expect: 100-continue`, is received by the
+    /// event loop before the handler runs, so a slow client holds no thread
+    /// while it trickles its body (nginx buffers bodies the same way). Larger
+    /// bodies stream to the handler, which reads them on its own thread.
+    /// Default 64 KiB; 0 disables.
+    pub body_buffer: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +56,7 @@ impl Default for Limits {
             chunk_extensions: 16 * 1024,
             trailers: 16 * 1024,
             drain: 256 * 1024,
+            body_buffer: 64 * 1024,
         }
     }
 }
@@ -89,6 +97,11 @@ impl Limits {
         self.drain = bytes;
         self
     }
+    /// Set [`body_buffer`](Limits::body_buffer).
+    pub fn body_buffer(mut self, bytes: usize) -> Self {
+        self.body_buffer = bytes;
+        self
+    }
 }
 
 /// Timeouts applied to every connection.
@@ -111,6 +124,19 @@ pub struct Timeouts {
     /// Longest wait for the next bytes of a request body; the handler's read
     /// then fails with a [`BodyError`](crate::BodyError) (408). Default 30 s.
     pub body_idle: Duration,
+    /// Minimum average rate, in bytes per second, at which a request body
+    /// must arrive once [`body_rate_grace`](Timeouts::body_rate_grace) has
+    /// been spent waiting for it; slower, the read fails with
+    /// [`BodyErrorKind::TooSlow`](crate::BodyErrorKind::TooSlow) (408) and
+    /// the connection closes. Only time spent *waiting for the client*
+    /// counts (a handler busy between reads is not the client's fault).
+    /// This stops a client trickling a body from holding a handler for
+    /// hours (R-U-Dead-Yet). Default 240 bytes/s (ASP.NET Kestrel's value);
+    /// 0 disables.
+    pub body_min_rate: u32,
+    /// Waiting time allowed before [`body_min_rate`](Timeouts::body_min_rate)
+    /// applies. Default 5 s.
+    pub body_rate_grace: Duration,
     /// How long an idle keep-alive connection waits for its next request
     /// before closing silently. Default 60 s.
     pub keep_alive: Duration,
@@ -128,6 +154,8 @@ impl Default for Timeouts {
         Timeouts {
             header: Duration::from_secs(30),
             body_idle: Duration::from_secs(30),
+            body_min_rate: 240,
+            body_rate_grace: Duration::from_secs(5),
             keep_alive: Duration::from_secs(60),
             write: Duration::from_secs(30),
             linger: Duration::from_secs(2),
@@ -144,6 +172,13 @@ impl Timeouts {
     /// Set [`body_idle`](Timeouts::body_idle).
     pub fn body_idle(mut self, d: Duration) -> Self {
         self.body_idle = d;
+        self
+    }
+    /// Set [`body_min_rate`](Timeouts::body_min_rate) (bytes per second)
+    /// and [`body_rate_grace`](Timeouts::body_rate_grace).
+    pub fn body_min_rate(mut self, bytes_per_sec: u32, grace: Duration) -> Self {
+        self.body_min_rate = bytes_per_sec;
+        self.body_rate_grace = grace;
         self
     }
     /// Set [`keep_alive`](Timeouts::keep_alive).

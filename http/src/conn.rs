@@ -18,8 +18,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use stead_core::Cancel;
 
-use crate::body::{Body, BodyState, ConnBody};
+use crate::body::{Body, BodyErrorKind, BodyState, ConnBody, Pace};
 use crate::buf::ReadBuf;
+use crate::chunked::ChunkedDecoder;
 use crate::config::{Limits, Timeouts};
 use crate::date::http_date;
 use crate::handler::Handler;
@@ -114,6 +115,9 @@ pub(crate) struct Session {
     head_deadline: Option<Instant>,
     /// Half-closed after an error: discarding input until then.
     linger_until: Option<Instant>,
+    /// Event mode: a complete head whose (small) body is still arriving,
+    /// buffered in `pending`, since this instant.
+    body_since: Option<Instant>,
     pub(crate) peer: Option<SocketAddr>,
 }
 
@@ -190,12 +194,28 @@ pub(crate) fn drive<I: Io>(
     let cfg = ctx.cfg;
     // Whether the last read filled the buffer (more may be waiting).
     let mut filled_up = false;
+    // The client ended its input before the awaited body was complete: the
+    // handler runs anyway and its read reports the truncation, as in
+    // thread mode.
+    let mut input_ended = false;
     loop {
+        // Event mode: the length of a complete head whose body is awaited.
+        let mut awaiting_body = None;
         if !bufs.rbuf.is_empty() {
             match parse_request_head(bufs.rbuf.data(), &cfg.limits) {
+                Ok(Some(head))
+                    if !blocking
+                        && !input_ended
+                        && !body_arrived(&head, bufs.rbuf.data(), &cfg.limits) =>
+                {
+                    // Wait for the rest in the loop, holding no thread; the
+                    // head is parsed again when it is complete.
+                    awaiting_body = Some(head.len);
+                }
                 Ok(Some(head)) => {
                     sess.head_deadline = None;
-                    match serve_request(sess, io, bufs, ctx, head, &cancel) {
+                    sess.body_since = None;
+                    match serve_request(sess, io, bufs, ctx, head, &cancel, None) {
                         Step::Continue => continue,
                         Step::Close => return Next::Close,
                         Step::Linger => return start_linger(sess, io, bufs, cfg, blocking),
@@ -217,13 +237,21 @@ pub(crate) fn drive<I: Io>(
             cfg.timeouts.keep_alive
         };
         let mut left = None;
-        if !new_request {
+        if let Some(head_len) = awaiting_body {
+            let since = *sess.body_since.get_or_insert_with(Instant::now);
+            let mut pace = Pace::new(&cfg.timeouts);
+            pace.waited = since.elapsed();
+            pace.received = (bufs.rbuf.len() - head_len) as u64;
+            let (wait, _) = pace.next_wait();
+            // At zero, park for an instant: the timeout path runs the handler.
+            left = Some(wait.max(Duration::from_millis(1)));
+        } else if !new_request {
             let deadline = *sess
                 .head_deadline
                 .get_or_insert_with(|| Instant::now() + cfg.timeouts.header);
             let l = deadline.saturating_duration_since(Instant::now());
             if l.is_zero() {
-                return header_timeout(io, &mut bufs.wbuf, ctx);
+                return request_timeout(io, &mut bufs.wbuf, ctx, HEAD_TIMEOUT);
             }
             left = Some(l);
         }
@@ -266,6 +294,7 @@ pub(crate) fn drive<I: Io>(
             r => r,
         };
         match got {
+            Ok(0) if awaiting_body.is_some() => input_ended = true,
             Ok(0) => return Next::Close,
             Ok(n) => {
                 bufs.rbuf.filled(n);
@@ -277,7 +306,7 @@ pub(crate) fn drive<I: Io>(
                 }
             }
             Err(e) if !new_request && is_timeout(&e) => {
-                return header_timeout(io, &mut bufs.wbuf, ctx);
+                return request_timeout(io, &mut bufs.wbuf, ctx, HEAD_TIMEOUT);
             }
             Err(_) => return Next::Close,
         }
@@ -287,21 +316,72 @@ pub(crate) fn drive<I: Io>(
 /// A parked connection's timeout passed (event mode).
 pub(crate) fn on_timeout<I: Io>(sess: &mut Session, io: &mut I, bufs: &mut Buffers, ctx: Ctx<'_>) {
     if sess.linger_until.is_none() && sess.has_partial_head() {
-        sess.pending = Vec::new();
-        header_timeout(io, &mut bufs.wbuf, ctx);
+        let pending = std::mem::take(&mut sess.pending);
+        if let Some(since) = sess.body_since.take() {
+            // A buffered body stalled. The handler runs now, as it would
+            // have in thread mode, and its read of the missing part fails
+            // at once with the timeout (408 unless it answers otherwise).
+            let mut pace = Pace::new(&ctx.cfg.timeouts);
+            pace.waited = since.elapsed();
+            let kind = match pace.next_wait() {
+                (_, true) => BodyErrorKind::TooSlow,
+                (_, false) => BodyErrorKind::Timeout,
+            };
+            bufs.rbuf.clear();
+            bufs.rbuf.push(&pending);
+            if let Ok(Some(head)) = parse_request_head(bufs.rbuf.data(), &ctx.cfg.limits) {
+                let cancel = io.cancel().clone();
+                serve_request(sess, io, bufs, ctx, head, &cancel, Some(kind));
+                io.close_write();
+            }
+            bufs.rbuf.clear();
+            return;
+        }
+        request_timeout(io, &mut bufs.wbuf, ctx, HEAD_TIMEOUT);
     }
 }
 
-fn header_timeout<I: Io>(io: &mut I, wbuf: &mut Vec<u8>, ctx: Ctx<'_>) -> Next {
+const HEAD_TIMEOUT: &str = "request head timed out";
+
+/// Answer 408 and close.
+fn request_timeout<I: Io>(io: &mut I, wbuf: &mut Vec<u8>, ctx: Ctx<'_>, why: &str) -> Next {
     ctx.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-    send_error(
-        io,
-        wbuf,
-        StatusCode::REQUEST_TIMEOUT,
-        "request head timed out",
-    );
+    send_error(io, wbuf, StatusCode::REQUEST_TIMEOUT, why);
     io.close_write();
     Next::Close
+}
+
+/// Whether the request's body is in `data` (after the head), or need not be
+/// waited for before the handler runs: bodies larger than
+/// [`Limits::body_buffer`], and bodies the client sends only after a
+/// `100 Continue`, stream to the handler instead.
+fn body_arrived(head: &RequestHead, data: &[u8], limits: &Limits) -> bool {
+    if head.expect_continue {
+        return true;
+    }
+    let body = &data[head.len..];
+    match head.framing {
+        BodyFraming::None => true,
+        BodyFraming::Length(n) => {
+            n > limits.body_buffer as u64 || n > limits.body || body.len() as u64 >= n
+        }
+        BodyFraming::Chunked => {
+            if body.len() > limits.body_buffer {
+                return true;
+            }
+            let mut dec = ChunkedDecoder::new(limits.chunk_extensions, limits.trailers);
+            let mut rest = body;
+            loop {
+                match dec.decode(rest, usize::MAX) {
+                    // Errors are reported by the handler's read, as usual.
+                    Err(_) => return true,
+                    Ok(_) if dec.is_done() => return true,
+                    Ok(step) if step.consumed == 0 => return false,
+                    Ok(step) => rest = &rest[step.consumed..],
+                }
+            }
+        }
+    }
 }
 
 fn start_linger<I: Io>(
@@ -382,6 +462,7 @@ fn serve_request<I: Io>(
     ctx: Ctx<'_>,
     head: RequestHead,
     cancel: &Cancel,
+    stalled: Option<BodyErrorKind>,
 ) -> Step {
     let Buffers { rbuf, wbuf } = bufs;
     let cfg = ctx.cfg;
@@ -413,9 +494,9 @@ fn serve_request<I: Io>(
         ..
     } = head;
     let is_head = method == Method::HEAD;
-    let mut st = BodyState::new(framing, expect_continue, &cfg.limits);
-    if framing != BodyFraming::None {
-        io.set_read_timeout(Some(cfg.timeouts.body_idle));
+    let mut st = BodyState::new(framing, expect_continue, &cfg.limits, &cfg.timeouts);
+    if let Some(kind) = stalled {
+        st.stall(kind);
     }
     // Watch for the client going away while the handler blocks, unless the
     // client already sent more than this request (pipelining): it still

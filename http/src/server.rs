@@ -570,6 +570,14 @@ impl HttpServerHandle {
         }
     }
 
+    /// Event mode's thread and hand-off counters (`None` in thread mode).
+    pub fn event_stats(&self) -> Option<stead_eventloop::EventStats> {
+        match &self.running {
+            Running::Threads(_) => None,
+            Running::Event(h) => Some(h.event_stats()),
+        }
+    }
+
     /// Graceful shutdown: stop accepting, close idle connections, let
     /// requests in flight finish (their responses say `Connection: close`)
     /// until `grace` passes, then cancel the rest (handlers see their

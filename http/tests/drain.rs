@@ -11,8 +11,7 @@
 //!   keep-alive connection closed by the drain while the request was in
 //!   flight; such a request was never handled: HTTP clients retry these);
 //! * the handler ran exactly as many times as clients received complete
-//!   responses: no request was handled and then lost (event mode; thread
-//!   mode has a known race, see the assertion);
+//!   responses: no request was handled and then lost (both modes);
 //! * the long requests all complete (200) and say `Connection: close`;
 //! * shutdown returns before the grace deadline with nothing cancelled.
 //!

@@ -308,7 +308,12 @@ pub(crate) fn new_server<F: SessionFactory>(
         })
         .collect::<Vec<_>>();
     let workers = shards.len();
-    let max_threads = config.max_threads.unwrap_or(workers + 256).max(workers);
+    // By default as many as thread mode would use at worst (one per
+    // connection, blocked in its handler), capped like Go's 10,000.
+    let max_threads = config
+        .max_threads
+        .unwrap_or(workers + config.max_connections.min(10_000))
+        .max(workers);
     Arc::new_cyclic(|me| Server {
         me: me.clone(),
         core: Core {
