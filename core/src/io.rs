@@ -66,6 +66,12 @@ pub trait ConnTracker: Send + Sync {
 /// connection (parked in an event loop) holds none.
 struct Waiter {
     cancel: Cancel,
+    /// Keep the wake-up registration between waits (set when the
+    /// connection never changes threads: thread-per-connection).
+    sticky: bool,
+    /// The registration of the thread that waited last, kept when `sticky`:
+    /// a thread-mode connection then pays for it once, not on every wait.
+    reg: Option<(Arc<std::os::fd::OwnedFd>, crate::cancel::CallbackGuard)>,
 }
 
 impl Waiter {
@@ -79,10 +85,17 @@ impl Waiter {
         self.cancel.check()?;
         let _blocking = crate::blocking::enter();
         let wake = sys::thread_wake_fd()?;
-        let signal = wake.clone();
-        let _guard = self
-            .cancel
-            .on_cancel_unarmed(move |_| sys::eventfd_signal(signal.as_fd()));
+        let registered = matches!(&self.reg, Some((fd, _)) if Arc::ptr_eq(fd, &wake));
+        if !registered {
+            self.reg = None;
+            let signal = wake.clone();
+            let guard = self
+                .cancel
+                .on_cancel_unarmed(move |_| sys::eventfd_signal(signal.as_fd()));
+            self.reg = Some((wake.clone(), guard));
+        }
+        // Not sticky: unregister when this wait ends.
+        let _reg = if self.sticky { None } else { self.reg.take() };
         let op_deadline = timeout.map(|t| Instant::now() + t);
         let deadline = match (op_deadline, self.cancel.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -193,7 +206,11 @@ impl<S> Conn<S> {
         Conn {
             hangup: None,
             stream,
-            waiter: Waiter { cancel },
+            waiter: Waiter {
+                cancel,
+                sticky: false,
+                reg: None,
+            },
             bytes_read: 0,
             read_timeout: None,
             write_timeout: None,
@@ -210,6 +227,7 @@ impl<S> Conn<S> {
     /// Returns the previous one.
     pub fn replace_cancel(&mut self, cancel: Cancel) -> Cancel {
         self.hangup = None;
+        self.waiter.reg = None;
         std::mem::replace(&mut self.waiter.cancel, cancel)
     }
 
@@ -279,6 +297,12 @@ impl<S> Conn<S> {
             write_timeout: self.write_timeout,
             tracker: self.tracker,
         })
+    }
+
+    /// The connection stays on one thread for its whole life (thread per
+    /// connection): its wake-up registration is kept between waits.
+    pub(crate) fn set_sticky(&mut self) {
+        self.waiter.sticky = true;
     }
 
     /// Attach the server's tracker (done by servers, not by handlers).
@@ -533,7 +557,11 @@ impl Listener {
         inner.set_nonblocking(true)?;
         Ok(Listener {
             inner,
-            waiter: Waiter { cancel },
+            waiter: Waiter {
+                cancel,
+                sticky: false,
+                reg: None,
+            },
             accept_timeout: None,
             backoff: Backoff::new(),
         })

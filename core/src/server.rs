@@ -497,6 +497,7 @@ fn accept_loop(mut listener: Listener, shared: Arc<Shared>, handler: Arc<dyn Han
             let _guard = guard;
             let mut conn = Conn::from_nonblocking(stream, conn_cancel);
             conn.set_tracker(slot);
+            conn.set_sticky();
             if catch_unwind(AssertUnwindSafe(|| h.handle(conn))).is_err() {
                 sh.stats.panicked.fetch_add(1, Ordering::Relaxed);
                 log::error!(
