@@ -59,6 +59,13 @@ pub trait Session: Send + 'static {
     /// A parked connection's timeout passed: last chance to write (e.g. a
     /// 408) before it closes.
     fn on_timeout(&mut self, _conn: &mut Conn<TcpStream>) {}
+    /// Whether this parked session is in the middle of a request (part of
+    /// it received), so a graceful shutdown should let it finish, within the
+    /// grace period, instead of closing it at once like an idle one.
+    /// Default `false`.
+    fn mid_request(&self) -> bool {
+        false
+    }
 }
 
 /// Makes a [`Session`] per accepted connection. Runs on the acceptor
@@ -512,7 +519,7 @@ impl EventServerHandle {
         inner.wait_open_zero(deadline);
         // 4. Cancel what is left and give it a moment to end.
         if inner.open() > 0 {
-            report.cancelled = inner.busy_not_in(&idle_busy);
+            report.cancelled = inner.busy_not_in(&idle_busy) + inner.close_parked();
             inner.root().cancel_with(CancelReason::Shutdown);
             inner.wait_open_zero(Instant::now() + inner.core().config.cancel_wait);
         }

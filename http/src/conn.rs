@@ -133,6 +133,11 @@ impl Session {
     pub(crate) fn has_partial_head(&self) -> bool {
         !self.pending.is_empty()
     }
+
+    /// Whether part of a request (head, or head and buffered body) is in.
+    pub(crate) fn mid_request(&self) -> bool {
+        self.linger_until.is_none() && !self.pending.is_empty()
+    }
 }
 
 /// Read and write buffers, reused across requests (thread mode: per

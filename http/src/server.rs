@@ -481,6 +481,10 @@ impl stead_eventloop::Session for HttpSession {
         }
     }
 
+    fn mid_request(&self) -> bool {
+        self.sess.mid_request()
+    }
+
     fn on_timeout(&mut self, conn: &mut Conn<TcpStream>) {
         if !self.started {
             return;

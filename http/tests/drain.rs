@@ -226,4 +226,84 @@ fn drain_under_load(mode: Mode) {
     assert!(report.drained >= 4, "{report}");
 }
 
-both_modes!(drain_under_load);
+/// Wait until the listener is closed (a drain has begun).
+fn wait_refused(addr: SocketAddr) {
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect(addr) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return,
+            _ => assert!(start.elapsed() < DEADLINE, "still accepting"),
+        }
+    }
+}
+
+/// A request partly received when the drain starts (a head, or a head and
+/// part of a small body) is finished and answered, then the connection ends.
+/// (The response says `Connection: close` unless it went out in the instant
+/// between the listener closing and the drain flag being set; either way
+/// the connection then closes.)
+fn request_arriving_during_drain_is_answered(mode: Mode) {
+    let h = echo_server(mode);
+    let addr = h.local_addr();
+    let mut half_head = connect(addr);
+    half_head.write_all(b"GET /a HTTP/1.1\r\nHo").unwrap();
+    let mut half_body = connect(addr);
+    half_body
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+        .unwrap();
+    // Both partial requests are in before the drain starts.
+    let probe = one_and_close(
+        addr,
+        b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(probe.status, 200);
+    std::thread::scope(|sc| {
+        let shutdown = sc.spawn(|| h.shutdown(Duration::from_secs(5)));
+        wait_refused(addr);
+        half_head.write_all(b"st: x\r\n\r\n").unwrap();
+        half_body.write_all(b"world").unwrap();
+        let mut pending = Vec::new();
+        let r = read_response(&mut half_head, &mut pending, false);
+        assert_eq!((r.status, r.body_str()), (200, "/a"));
+        assert!(read_to_close(&mut half_head).is_empty());
+        let mut pending = Vec::new();
+        let r = read_response(&mut half_body, &mut pending, false);
+        assert_eq!((r.status, r.body_str()), (200, "helloworld"));
+        assert!(read_to_close(&mut half_body).is_empty());
+        let report = shutdown.join().unwrap();
+        assert_eq!(report.cancelled, 0, "{report}");
+        assert_eq!(report.still_running, 0, "{report}");
+    });
+}
+
+/// A partial request that never completes is closed at the grace deadline.
+fn partial_request_is_closed_at_the_grace_deadline(mode: Mode) {
+    let h = echo_server(mode);
+    let addr = h.local_addr();
+    let mut s = connect(addr);
+    s.write_all(b"GET /a HTTP/1.1\r\nHo").unwrap();
+    let probe = one_and_close(
+        addr,
+        b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(probe.status, 200);
+    let grace = Duration::from_millis(300);
+    let t0 = Instant::now();
+    let report = h.shutdown(grace);
+    let took = t0.elapsed();
+    assert!(took >= grace, "{report}");
+    assert!(
+        took < grace + Duration::from_secs(3),
+        "took {took:?}: {report}"
+    );
+    assert_eq!(report.still_running, 0, "{report}");
+    // The connection ends without a response.
+    let out = read_to_close(&mut s);
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+}
+
+both_modes!(
+    drain_under_load,
+    request_arriving_during_drain_is_answered,
+    partial_request_is_closed_at_the_grace_deadline,
+);

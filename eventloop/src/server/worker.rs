@@ -243,6 +243,9 @@ pub(crate) trait Control: Send + Sync + 'static {
     fn start_drain(&self) -> HashSet<(usize, u64)>;
     /// Busy connections not in `idle`.
     fn busy_not_in(&self, idle: &HashSet<(usize, u64)>) -> usize;
+    /// Close every parked connection (those kept by the drain because they
+    /// were mid-request); returns how many.
+    fn close_parked(&self) -> usize;
     /// Run shard `sid` on this thread until it is lost or the server stops.
     fn run_shard(&self, sid: usize, obs: &ThreadObs, events: &mut Vec<epoll::Event>) -> Exit;
     /// Take shard `sid` from its owner if `word` is still its state.
@@ -857,7 +860,7 @@ impl<F: SessionFactory> Server<F> {
         // entry as busy; one that starts after sees it parked.
         let draining = draining || self.core.draining.load(Ordering::SeqCst);
         match verdict {
-            Some(Verdict::Park { timeout }) if !draining => {
+            Some(Verdict::Park { timeout }) if !draining || entry.session.mid_request() => {
                 if !owner {
                     // Our descriptor was removed from the set when the shard
                     // was taken: add it back for the new owner.
@@ -1076,6 +1079,8 @@ impl<F: SessionFactory> Control for Server<F> {
             for idx in 0..t.cells.len() {
                 let k = key(idx as u32, t.cells[idx].gen_);
                 let idle_busy_here = match &t.cells[idx].slot {
+                    // Part of a request is in: let it finish (or time out).
+                    Slot::Parked(e) if e.session.mid_request() => continue,
                     Slot::Parked(_) => false,
                     Slot::Busy(tr) => {
                         if tr.idle.load(Ordering::SeqCst) {
@@ -1105,6 +1110,31 @@ impl<F: SessionFactory> Control for Server<F> {
             }
         }
         idle_busy
+    }
+
+    fn close_parked(&self) -> usize {
+        let mut n = 0;
+        for shard in &self.shards {
+            let mut closing = Vec::new();
+            let mut t = lock(&shard.table);
+            for idx in 0..t.cells.len() {
+                if matches!(t.cells[idx].slot, Slot::Parked(_)) {
+                    let k = key(idx as u32, t.cells[idx].gen_);
+                    if let Some(e) = t.take(k) {
+                        t.free(k);
+                        closing.push(e);
+                    }
+                }
+            }
+            drop(t);
+            for e in closing {
+                sys::epoll_del(shard.epoll.as_fd(), e.conn.as_fd());
+                drop(e);
+                n += 1;
+                self.control().conn_closed(&shard.conns);
+            }
+        }
+        n
     }
 
     fn busy_not_in(&self, idle: &HashSet<(usize, u64)>) -> usize {
