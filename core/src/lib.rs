@@ -76,7 +76,7 @@ mod sys;
 pub use cancel::{CallbackGuard, Cancel, CancelFd, CancelReason, Cancelled, Never};
 pub use io::{Conn, ConnTracker, Listener, Timeout};
 pub use server::{
-    Handler, Job, Server, ServerBuilder, ServerHandle, ServerStats, ShutdownReport, Spawner,
-    ThreadSpawner, bind_listener,
+    Drain, Handler, Job, Server, ServerBuilder, ServerHandle, ServerStats, ShutdownReport, Spawner,
+    ThreadSpawner, bind_listener, graceful_shutdown,
 };
 pub use shutdown::shutdown_on_signals;

@@ -1,7 +1,7 @@
 //! The thread-per-connection TCP server: accept loop, connection limit,
 //! per-connection tokens, panics contained, graceful drain.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -637,27 +637,29 @@ impl ServerHandle {
     }
 
     fn shutdown_inner(&mut self, grace: Duration) -> ShutdownReport {
-        let start = Instant::now();
-        let deadline = start + grace;
-        let shared = &self.shared;
-        // 1. Stop accepting; the listener closes when the accept thread ends.
-        self.accept_cancel.cancel_with(CancelReason::Shutdown);
-        if let Some(t) = self.accept_thread.take() {
-            let _ = t.join();
-        }
-        // 2. Drain: idle connections close now, busy ones close when idle.
-        shared.draining.store(true, Ordering::SeqCst);
-        let mut report = ShutdownReport::default();
+        let cancel_wait = self.shared.config.cancel_wait;
+        graceful_shutdown(
+            &mut ThreadDrain {
+                handle: self,
+                idle_ids: HashSet::new(),
+            },
+            grace,
+            cancel_wait,
+        )
+    }
+}
+
+/// [`Drain`] over the thread server's connection table.
+struct ThreadDrain<'a> {
+    handle: &'a mut ServerHandle,
+    /// Connections claimed as idle by the drain (closing, not cancelled).
+    idle_ids: HashSet<u64>,
+}
+
+impl Drain for ThreadDrain<'_> {
+    fn wait_closed(&mut self, deadline: Instant) -> usize {
+        let shared = &self.handle.shared;
         let mut conns = shared.lock();
-        report.open_at_start = conns.len();
-        let mut idle_ids = std::collections::HashSet::new();
-        for (id, slot) in conns.iter() {
-            if slot.claim_idle() {
-                idle_ids.insert(*id);
-            }
-        }
-        report.idle_closed = idle_ids.len();
-        // 3. Wait for the rest until the grace deadline.
         while !conns.is_empty() {
             let now = Instant::now();
             if now >= deadline {
@@ -669,37 +671,94 @@ impl ServerHandle {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        // 4. Cancel what is left and give it a moment to end.
-        report.cancelled = conns.keys().filter(|id| !idle_ids.contains(id)).count();
-        if !conns.is_empty() {
-            drop(conns);
-            shared.root.cancel_with(CancelReason::Shutdown);
-            conns = shared.lock();
-            let until = Instant::now() + shared.config.cancel_wait;
-            while !conns.is_empty() {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                conns = shared
-                    .changed
-                    .wait_timeout(conns, until - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+        conns.len()
+    }
+
+    fn stop_accepting(&mut self) {
+        self.handle
+            .accept_cancel
+            .cancel_with(CancelReason::Shutdown);
+        if let Some(t) = self.handle.accept_thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    fn start_drain(&mut self) -> (usize, usize) {
+        let shared = &self.handle.shared;
+        shared.draining.store(true, Ordering::SeqCst);
+        let conns = shared.lock();
+        for (id, slot) in conns.iter() {
+            if slot.claim_idle() {
+                self.idle_ids.insert(*id);
             }
         }
-        report.still_running = conns.len();
-        drop(conns);
-        report.drained = report.open_at_start - report.idle_closed - report.cancelled;
-        report.elapsed = start.elapsed();
-        if report.still_running > 0 {
-            log::warn!(
-                "stead: {} connection thread(s) ignored cancellation and are still running",
-                report.still_running
-            );
-        }
-        report
+        (conns.len(), self.idle_ids.len())
     }
+
+    fn cancel_rest(&mut self) -> usize {
+        let shared = &self.handle.shared;
+        let busy = {
+            let conns = shared.lock();
+            conns
+                .keys()
+                .filter(|id| !self.idle_ids.contains(id))
+                .count()
+        };
+        shared.root.cancel_with(CancelReason::Shutdown);
+        busy
+    }
+}
+
+/// The steps of a graceful shutdown, over a server's own connection table.
+///
+/// [`graceful_shutdown`] runs them in order and makes the report, so every
+/// stead server (this crate's thread server, stead-eventloop's event
+/// server) drains the same way.
+pub trait Drain {
+    /// Stop accepting; return once the listener is closed (new connections
+    /// are refused from then on).
+    fn stop_accepting(&mut self);
+    /// Enter draining mode: idle connections close now, busy ones after
+    /// their current request. Returns (connections open, of which idle and
+    /// closed or closing now).
+    fn start_drain(&mut self) -> (usize, usize);
+    /// Block until no connection is open or `deadline` passes; returns how
+    /// many are still open.
+    fn wait_closed(&mut self, deadline: Instant) -> usize;
+    /// The grace period is over: cancel every connection still open.
+    /// Returns how many of them were busy (not among the idle ones of
+    /// [`start_drain`](Drain::start_drain)).
+    fn cancel_rest(&mut self) -> usize;
+}
+
+/// Run a graceful shutdown: stop accepting, drain, wait up to `grace`,
+/// cancel what is left and wait up to `cancel_wait` for it to end.
+pub fn graceful_shutdown(
+    d: &mut dyn Drain,
+    grace: Duration,
+    cancel_wait: Duration,
+) -> ShutdownReport {
+    let start = Instant::now();
+    d.stop_accepting();
+    let (open_at_start, idle_closed) = d.start_drain();
+    let mut report = ShutdownReport {
+        open_at_start,
+        idle_closed,
+        ..ShutdownReport::default()
+    };
+    if d.wait_closed(start + grace) > 0 {
+        report.cancelled = d.cancel_rest();
+        report.still_running = d.wait_closed(Instant::now() + cancel_wait);
+    }
+    report.drained = open_at_start.saturating_sub(idle_closed + report.cancelled);
+    report.elapsed = start.elapsed();
+    if report.still_running > 0 {
+        log::warn!(
+            "stead: {} connection(s) ignored cancellation and are still running",
+            report.still_running
+        );
+    }
+    report
 }
 
 impl Drop for ServerHandle {

@@ -2,6 +2,7 @@
 //! handlers stay ordinary blocking code. The design is documented on
 //! [`EventServer`].
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -501,49 +502,65 @@ impl EventServerHandle {
 
     fn shutdown_inner(&mut self, grace: Duration) -> ShutdownReport {
         let start = Instant::now();
-        let deadline = start + grace;
+        let cancel_wait = self.inner.core().config.cancel_wait;
+        let mut report = stead_core::graceful_shutdown(
+            &mut EventDrain {
+                handle: self,
+                idle_busy: HashSet::new(),
+            },
+            grace,
+            cancel_wait,
+        );
+        // Then stop the threads.
         let inner = &self.inner;
-        // 1. Stop accepting; the listener closes when the acceptor ends.
-        self.accept_cancel.cancel_with(CancelReason::Shutdown);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-        // 2. Drain: parked connections close now, busy ones when they return.
-        let mut report = ShutdownReport {
-            open_at_start: inner.open(),
-            ..ShutdownReport::default()
-        };
-        let idle_busy = inner.start_drain_all();
-        report.idle_closed = inner.idle_closed_at_drain() + idle_busy.len();
-        // 3. Wait for the rest until the grace deadline.
-        inner.wait_open_zero(deadline);
-        // 4. Cancel what is left and give it a moment to end.
-        if inner.open() > 0 {
-            report.cancelled = inner.busy_not_in(&idle_busy) + inner.close_parked();
-            inner.root().cancel_with(CancelReason::Shutdown);
-            inner.wait_open_zero(Instant::now() + inner.core().config.cancel_wait);
-        }
-        report.still_running = inner.open();
-        report.drained = report
-            .open_at_start
-            .saturating_sub(report.idle_closed + report.cancelled);
-        // 5. Stop the threads.
         inner.stop_threads();
         if let Some(t) = self.monitor.take() {
             let _ = t.join();
         }
-        inner.join_threads(
-            report.still_running,
-            Instant::now() + inner.core().config.cancel_wait,
-        );
+        inner.join_threads(report.still_running, Instant::now() + cancel_wait);
         report.elapsed = start.elapsed();
-        if report.still_running > 0 {
-            log::warn!(
-                "stead-eventloop: {} handler(s) ignored cancellation and are still running",
-                report.still_running
-            );
-        }
         report
+    }
+}
+
+/// [`Drain`](stead_core::Drain) over the shards.
+struct EventDrain<'a> {
+    handle: &'a mut EventServerHandle,
+    /// Busy connections that were idle (between requests) at the drain,
+    /// and were cancelled then.
+    idle_busy: HashSet<(usize, u64)>,
+}
+
+impl stead_core::Drain for EventDrain<'_> {
+    fn stop_accepting(&mut self) {
+        // The listener closes when the acceptor ends.
+        self.handle
+            .accept_cancel
+            .cancel_with(CancelReason::Shutdown);
+        if let Some(t) = self.handle.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+
+    fn start_drain(&mut self) -> (usize, usize) {
+        // Parked connections close now (unless mid-request), busy ones
+        // when they return.
+        let inner = &self.handle.inner;
+        let open = inner.open();
+        self.idle_busy = inner.start_drain_all();
+        (open, inner.idle_closed_at_drain() + self.idle_busy.len())
+    }
+
+    fn wait_closed(&mut self, deadline: Instant) -> usize {
+        self.handle.inner.wait_open_zero(deadline);
+        self.handle.inner.open()
+    }
+
+    fn cancel_rest(&mut self) -> usize {
+        let inner = &self.handle.inner;
+        let busy = inner.busy_not_in(&self.idle_busy) + inner.close_parked();
+        inner.root().cancel_with(CancelReason::Shutdown);
+        busy
     }
 }
 

@@ -786,6 +786,21 @@ impl<F: SessionFactory> Server<F> {
         self
     }
 
+    /// Close entries taken out of `shard`'s table; returns how many.
+    fn close_taken(
+        &self,
+        shard: &Shard<F::Session>,
+        entries: Vec<Box<Entry<F::Session>>>,
+    ) -> usize {
+        let n = entries.len();
+        for e in entries {
+            sys::epoll_del(shard.epoll.as_fd(), e.conn.as_fd());
+            drop(e);
+            self.control().conn_closed(&shard.conns);
+        }
+        n
+    }
+
     /// Run a session callback under the ownership protocol. Returns the
     /// verdict (`None`: it panicked) and whether this thread still owns the shard.
     fn invoke(
@@ -1100,14 +1115,10 @@ impl<F: SessionFactory> Control for Server<F> {
                 }
             }
             drop(t);
-            for e in closing {
-                sys::epoll_del(shard.epoll.as_fd(), e.conn.as_fd());
-                drop(e);
-                self.core
-                    .idle_closed_at_drain
-                    .fetch_add(1, Ordering::SeqCst);
-                self.control().conn_closed(&shard.conns);
-            }
+            let n = self.close_taken(shard, closing);
+            self.core
+                .idle_closed_at_drain
+                .fetch_add(n, Ordering::SeqCst);
         }
         idle_busy
     }
@@ -1127,12 +1138,7 @@ impl<F: SessionFactory> Control for Server<F> {
                 }
             }
             drop(t);
-            for e in closing {
-                sys::epoll_del(shard.epoll.as_fd(), e.conn.as_fd());
-                drop(e);
-                n += 1;
-                self.control().conn_closed(&shard.conns);
-            }
+            n += self.close_taken(shard, closing);
         }
         n
     }
