@@ -77,6 +77,6 @@ pub use cancel::{CallbackGuard, Cancel, CancelFd, CancelReason, Cancelled, Never
 pub use io::{Conn, ConnTracker, Listener, Timeout};
 pub use server::{
     Drain, Handler, Job, Server, ServerBuilder, ServerHandle, ServerStats, ShutdownReport, Spawner,
-    ThreadSpawner, bind_listener, graceful_shutdown,
+    ThreadSpawner, bind_listener, fit_fd_limit, graceful_shutdown,
 };
 pub use shutdown::shutdown_on_signals;

@@ -179,6 +179,39 @@ impl ServerBuilder {
     }
 }
 
+/// The largest connection limit, at most `max`, whose connections fit in
+/// the process's open-file limit (`RLIMIT_NOFILE`) at `fds_per_connection`
+/// descriptors each, keeping 64 for everything else. A lower limit is
+/// logged as a warning that names the numbers, so hitting the descriptor
+/// limit is explained up front instead of as accept errors under load.
+///
+/// ```
+/// // Far below any real limit: unchanged.
+/// assert_eq!(stead_core::fit_fd_limit(10, 2), 10);
+/// ```
+pub fn fit_fd_limit(max: usize, fds_per_connection: usize) -> usize {
+    let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map(usize::try_from)
+        .transpose()
+    else {
+        return max;
+    };
+    let Some(limit) = limit else { return max }; // unlimited
+    let fit = limit.saturating_sub(64) / fds_per_connection.max(1);
+    if max <= fit {
+        return max;
+    }
+    let fit = fit.max(1);
+    log::warn!(
+        "stead: max_connections {max} needs about {} descriptors ({fds_per_connection} per \
+         connection) but the open-file limit (ulimit -n) is {limit}; serving at most {fit} \
+         connections (raise the limit to allow more)",
+        max * fds_per_connection + 64
+    );
+    fit
+}
+
 /// Bind a TCP listener with `SO_REUSEADDR`, optional `SO_REUSEPORT` and a backlog.
 pub fn bind_listener(
     addr: impl ToSocketAddrs,
@@ -283,7 +316,9 @@ impl Server {
     }
 
     /// Start the accept loop on its own thread (`stead-accept`) and return a handle.
-    pub fn serve<H: Handler>(self, handler: H) -> ServerHandle {
+    pub fn serve<H: Handler>(mut self, handler: H) -> ServerHandle {
+        // A connection holds its socket and its thread's wake-up eventfd.
+        self.config.max_connections = fit_fd_limit(self.config.max_connections, 2);
         let local_addr = self.listener.local_addr().ok();
         let shared = Arc::new(Shared {
             root: Cancel::new(),

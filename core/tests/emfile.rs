@@ -47,6 +47,25 @@ fn accept_backs_off_on_emfile_and_recovers() {
     log::set_logger(Box::leak(Box::new(ChannelLogger(tx)))).unwrap();
     log::set_max_level(log::LevelFilter::Debug);
 
+    // A connection limit that cannot fit the descriptor limit is lowered up
+    // front, with a warning naming the numbers (2 descriptors per
+    // thread-mode connection, 64 kept for the rest).
+    let saved = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(1000),
+            maximum: saved.maximum,
+        },
+    )
+    .unwrap();
+    assert_eq!(stead_core::fit_fd_limit(100, 2), 100);
+    assert_eq!(stead_core::fit_fd_limit(10_000, 2), 468);
+    let line = wait_for_log(&logs, "open-file limit");
+    assert!(line.contains("max_connections 10000"), "{line}");
+    assert!(line.contains("at most 468"), "{line}");
+    setrlimit(Resource::Nofile, saved).unwrap();
+
     let handle = Server::bind("127.0.0.1:0").unwrap().serve(|mut c: Conn| {
         let mut req = [0u8; 5];
         if c.read_exact(&mut req).is_ok() && &req == b"ping\n" {

@@ -345,8 +345,13 @@ impl EventServer {
     }
 
     /// Serve on an already bound listener.
-    pub fn from_listener(listener: TcpListener, config: EventServerBuilder) -> io::Result<Self> {
+    pub fn from_listener(
+        listener: TcpListener,
+        mut config: EventServerBuilder,
+    ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
+        // A connection holds one descriptor (threads' eventfds are few).
+        config.max_connections = stead_core::fit_fd_limit(config.max_connections, 1);
         let shards = (0..config.workers)
             .map(|_| ShardIo::new())
             .collect::<io::Result<Vec<_>>>()?;
