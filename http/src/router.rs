@@ -24,7 +24,9 @@ pub struct PathParams {
 }
 
 impl PathParams {
-    /// The value of parameter `name` (raw, percent-encoded as received).
+    /// The value of parameter `name`, percent-decoded (`/files/a%20b` gives
+    /// `a b` for `/files/{name}`; a request whose parameter does not decode
+    /// to UTF-8 gets `400` before the handler runs).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.entries
             .iter()
@@ -215,6 +217,41 @@ impl Router {
     }
 }
 
+/// Append `raw` to `out`, percent-decoded; `false` if a `%` is not followed
+/// by two hex digits or the result is not UTF-8.
+fn push_decoded(out: &mut String, raw: &str) -> bool {
+    if !raw.contains('%') {
+        out.push_str(raw);
+        return true;
+    }
+    let b = raw.as_bytes();
+    let mut bytes = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            match (
+                b.get(i + 1).and_then(|&c| hex(c)),
+                b.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                (Some(h), Some(l)) => bytes.push((h * 16 + l) as u8),
+                _ => return false,
+            }
+            i += 3;
+        } else {
+            bytes.push(b[i]);
+            i += 1;
+        }
+    }
+    match String::from_utf8(bytes) {
+        Ok(s) => {
+            out.push_str(&s);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 fn param_names(path: &str) -> Vec<Arc<str>> {
     let mut out = Vec::new();
     let mut rest = path;
@@ -288,7 +325,13 @@ impl Handler for Router {
             let mut params = PathParams::default();
             for (k, v) in matched.params.iter() {
                 let start = params.values.len();
-                params.values.push_str(v);
+                if !push_decoded(&mut params.values, v) {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        format!("path parameter {k} is not valid percent-encoded UTF-8\n"),
+                    )
+                        .into_response();
+                }
                 let name = match route.names.iter().find(|n| &***n == k) {
                     Some(n) => n.clone(),
                     None => Arc::from(k),

@@ -127,6 +127,17 @@ fn router_params_404_405(mode: Mode) {
     assert_eq!(r.body_mut().read_to_string().unwrap(), "user 42");
     let mut r = agent.get(format!("{base}/files/a/b.txt")).call().unwrap();
     assert_eq!(r.body_mut().read_to_string().unwrap(), "a/b.txt");
+    // Parameters are percent-decoded (an encoded slash stays one segment).
+    let mut r = agent
+        .get(format!("{base}/users/J%C3%BCrgen%2Fx%20y"))
+        .call()
+        .unwrap();
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "user Jürgen/x y");
+    // Not UTF-8 once decoded, or a broken escape: 400 before the handler.
+    let r = agent.get(format!("{base}/users/%FF")).call().unwrap();
+    assert_eq!(r.status(), 400);
+    let r = agent.get(format!("{base}/users/%zz")).call().unwrap();
+    assert_eq!(r.status(), 400);
     let mut r = agent.post(format!("{base}/users")).send("ann").unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.body_mut().read_to_string().unwrap(), "ann");
