@@ -44,6 +44,77 @@ fn fail_batch<T>(e: &JoinError, n: usize) -> Vec<Result<T, JoinError>> {
     (0..n).map(|_| Err(e.replicate())).collect()
 }
 
+/// What both maps share: the lazily pulled input, the function, and the
+/// count of items outstanding (pulled, not yet handed back) under `limit`.
+struct Feed<'p, I: Iterator, F> {
+    shared: &'p Arc<Shared>,
+    input: Fuse<I>,
+    f: Arc<F>,
+    limit: usize,
+    batch: usize,
+    outstanding: usize,
+}
+
+/// The next items to hand to a worker.
+enum Run<X> {
+    One(X),
+    Many(Vec<X>),
+}
+
+impl<'p, I: Iterator, F> Feed<'p, I, F> {
+    fn new(shared: &'p Arc<Shared>, input: I, limit: usize, f: F) -> Self {
+        Feed {
+            shared,
+            input: input.fuse(),
+            f: Arc::new(f),
+            limit: limit.max(1),
+            batch: 1,
+            outstanding: 0,
+        }
+    }
+
+    /// Top up only once half the limit has been handed back, so workers
+    /// get runs of items rather than one per wake-up.
+    fn wants_top_up(&self) -> bool {
+        self.outstanding <= self.limit / 2
+    }
+
+    /// The next run of input while there is room (`None`: full or the
+    /// input is done). Single items come as `Run::One` when `single` allows
+    /// it (no `Vec` for the one-item-per-task path).
+    fn next_run(&mut self, single: bool) -> Option<Run<I::Item>> {
+        if self.outstanding >= self.limit {
+            return None;
+        }
+        let room = (self.limit - self.outstanding).min(self.batch);
+        if single && (room == 1 || self.batch == 1) {
+            let item = self.input.next()?;
+            self.outstanding += 1;
+            return Some(Run::One(item));
+        }
+        let items: Vec<I::Item> = self.input.by_ref().take(room).collect();
+        if items.is_empty() {
+            return None;
+        }
+        self.outstanding += items.len();
+        Some(Run::Many(items))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.input.size_hint();
+        let n = self.outstanding;
+        (lo.saturating_add(n), hi.and_then(|h| h.checked_add(n)))
+    }
+
+    fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("limit", &self.limit)
+            .field("batch", &self.batch)
+            .field("in_flight", &self.outstanding)
+            .finish()
+    }
+}
+
 /// A submitted unit of the ordered map.
 enum Pending<T> {
     One(JoinHandle<T>),
@@ -65,13 +136,7 @@ impl<T> Pending<T> {
 /// Dropping it cancels the items that have not started; running ones finish
 /// and their results are dropped.
 pub struct Map<'p, I: Iterator, F, T> {
-    shared: &'p Arc<Shared>,
-    input: Fuse<I>,
-    f: Arc<F>,
-    limit: usize,
-    batch: usize,
-    /// Items pulled and not yet handed back.
-    outstanding: usize,
+    feed: Feed<'p, I, F>,
     pending: VecDeque<Pending<T>>,
     /// Results of the batch being handed back.
     ready: std::vec::IntoIter<Result<T, JoinError>>,
@@ -82,15 +147,10 @@ where
     I: Iterator,
 {
     pub(crate) fn new(shared: &'p Arc<Shared>, input: I, limit: usize, f: F) -> Self {
-        let limit = limit.max(1);
+        let feed = Feed::new(shared, input, limit, f);
         Map {
-            shared,
-            input: input.fuse(),
-            f: Arc::new(f),
-            limit,
-            batch: 1,
-            outstanding: 0,
-            pending: VecDeque::with_capacity(limit),
+            pending: VecDeque::with_capacity(feed.limit),
+            feed,
             ready: Vec::new().into_iter(),
         }
     }
@@ -107,13 +167,13 @@ where
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn batch(mut self, n: usize) -> Self {
-        self.batch = n.clamp(1, self.limit);
+        self.feed.batch = n.clamp(1, self.feed.limit);
         self
     }
 
     /// Items pulled from the input and not yet handed back (never more than the limit).
     pub fn in_flight(&self) -> usize {
-        self.outstanding
+        self.feed.outstanding
     }
 }
 
@@ -125,29 +185,20 @@ where
     T: Send + 'static,
 {
     fn top_up(&mut self) {
-        if self.outstanding > self.limit / 2 {
+        if !self.feed.wants_top_up() {
             return;
         }
-        while self.outstanding < self.limit {
-            let room = (self.limit - self.outstanding).min(self.batch);
-            let f = self.f.clone();
-            if room == 1 || self.batch == 1 {
-                let Some(item) = self.input.next() else {
-                    return;
-                };
-                let h = TaskBuilder::new(self.shared).submit(move || f(item));
-                self.pending.push_back(Pending::One(h));
-                self.outstanding += 1;
-            } else {
-                let items: Vec<I::Item> = self.input.by_ref().take(room).collect();
-                if items.is_empty() {
-                    return;
+        while let Some(run) = self.feed.next_run(true) {
+            let f = self.feed.f.clone();
+            let task = TaskBuilder::new(self.feed.shared);
+            let p = match run {
+                Run::One(item) => Pending::One(task.submit(move || f(item))),
+                Run::Many(items) => {
+                    let n = items.len();
+                    Pending::Batch(task.submit(move || run_batch(&*f, items)), n)
                 }
-                let n = items.len();
-                let h = TaskBuilder::new(self.shared).submit(move || run_batch(&*f, items));
-                self.pending.push_back(Pending::Batch(h, n));
-                self.outstanding += n;
-            }
+            };
+            self.pending.push_back(p);
         }
     }
 }
@@ -164,12 +215,12 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         self.top_up();
         if let Some(r) = self.ready.next() {
-            self.outstanding -= 1;
+            self.feed.outstanding -= 1;
             return Some(r);
         }
         match self.pending.pop_front()? {
             Pending::One(h) => {
-                self.outstanding -= 1;
+                self.feed.outstanding -= 1;
                 Some(h.join())
             }
             Pending::Batch(h, n) => {
@@ -179,16 +230,14 @@ where
                 };
                 self.ready = results.into_iter();
                 let r = self.ready.next()?;
-                self.outstanding -= 1;
+                self.feed.outstanding -= 1;
                 Some(r)
             }
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let (lo, hi) = self.input.size_hint();
-        let n = self.outstanding;
-        (lo.saturating_add(n), hi.and_then(|h| h.checked_add(n)))
+        self.feed.size_hint()
     }
 }
 
@@ -202,11 +251,7 @@ impl<I: Iterator, F, T> Drop for Map<'_, I, F, T> {
 
 impl<I: Iterator, F, T> fmt::Debug for Map<'_, I, F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Map")
-            .field("limit", &self.limit)
-            .field("batch", &self.batch)
-            .field("in_flight", &self.outstanding)
-            .finish()
+        self.feed.debug("Map", f)
     }
 }
 
@@ -245,12 +290,7 @@ impl<T> Drop for Reporter<T> {
 ///
 /// Dropping it cancels the items that have not started.
 pub struct MapUnordered<'p, I: Iterator, F, T> {
-    shared: &'p Arc<Shared>,
-    input: Fuse<I>,
-    f: Arc<F>,
-    limit: usize,
-    batch: usize,
-    outstanding: usize,
+    feed: Feed<'p, I, F>,
     /// In-flight tasks by slot; their results arrive on `rx`.
     slots: Vec<Option<JoinHandle<()>>>,
     free: Vec<usize>,
@@ -264,15 +304,11 @@ where
     I: Iterator,
 {
     pub(crate) fn new(shared: &'p Arc<Shared>, input: I, limit: usize, f: F) -> Self {
-        let limit = limit.max(1);
+        let feed = Feed::new(shared, input, limit, f);
+        let limit = feed.limit;
         let (tx, rx) = crossbeam_channel::bounded(limit);
         MapUnordered {
-            shared,
-            input: input.fuse(),
-            f: Arc::new(f),
-            limit,
-            batch: 1,
-            outstanding: 0,
+            feed,
             slots: Vec::with_capacity(limit),
             free: Vec::with_capacity(limit),
             tx,
@@ -283,13 +319,13 @@ where
 
     /// Hand items to workers in runs of up to `n` per task; see [`Map::batch`].
     pub fn batch(mut self, n: usize) -> Self {
-        self.batch = n.clamp(1, self.limit);
+        self.feed.batch = n.clamp(1, self.feed.limit);
         self
     }
 
     /// Items pulled from the input and not yet handed back (never more than the limit).
     pub fn in_flight(&self) -> usize {
-        self.outstanding
+        self.feed.outstanding
     }
 }
 
@@ -301,15 +337,14 @@ where
     T: Send + 'static,
 {
     fn top_up(&mut self) {
-        if self.outstanding > self.limit / 2 {
+        if !self.feed.wants_top_up() {
             return;
         }
-        while self.outstanding < self.limit {
-            let room = (self.limit - self.outstanding).min(self.batch);
-            let items: Vec<I::Item> = self.input.by_ref().take(room).collect();
-            if items.is_empty() {
-                return;
-            }
+        while let Some(run) = self.feed.next_run(false) {
+            let items = match run {
+                Run::Many(items) => items,
+                Run::One(item) => vec![item],
+            };
             let slot = self.free.pop().unwrap_or_else(|| {
                 self.slots.push(None);
                 self.slots.len() - 1
@@ -321,8 +356,8 @@ where
                 tx: self.tx.clone(),
                 sent: false,
             };
-            let f = self.f.clone();
-            let h = TaskBuilder::new(self.shared).submit(move || {
+            let f = self.feed.f.clone();
+            let h = TaskBuilder::new(self.feed.shared).submit(move || {
                 let results = run_batch(&*f, items);
                 let panicked = results.iter().find_map(|r| {
                     r.as_ref()
@@ -336,7 +371,6 @@ where
                 }
             });
             self.slots[slot] = Some(h);
-            self.outstanding += n;
         }
     }
 
@@ -344,7 +378,7 @@ where
         if let Ok(d) = self.rx.try_recv() {
             return d;
         }
-        if on_worker_of(self.shared.id) {
+        if on_worker_of(self.feed.shared.id) {
             // A worker must not wait behind its own queue: run not-yet-started
             // tasks here until one result is in.
             for i in 0..self.slots.len() {
@@ -378,10 +412,10 @@ where
         self.top_up();
         loop {
             if let Some(r) = self.ready.next() {
-                self.outstanding -= 1;
+                self.feed.outstanding -= 1;
                 return Some(r);
             }
-            if self.outstanding == 0 {
+            if self.feed.outstanding == 0 {
                 return None;
             }
             let (slot, results) = self.receive();
@@ -394,9 +428,7 @@ where
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let (lo, hi) = self.input.size_hint();
-        let n = self.outstanding;
-        (lo.saturating_add(n), hi.and_then(|h| h.checked_add(n)))
+        self.feed.size_hint()
     }
 }
 
@@ -410,10 +442,6 @@ impl<I: Iterator, F, T> Drop for MapUnordered<'_, I, F, T> {
 
 impl<I: Iterator, F, T> fmt::Debug for MapUnordered<'_, I, F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapUnordered")
-            .field("limit", &self.limit)
-            .field("batch", &self.batch)
-            .field("in_flight", &self.outstanding)
-            .finish()
+        self.feed.debug("MapUnordered", f)
     }
 }
