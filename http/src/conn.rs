@@ -797,6 +797,30 @@ fn copy_reader<I: Io>(
 /// assert!(out.ends_with("\r\n\r\n/b"));
 /// ```
 pub fn simulate(input: &[&[u8]], limits: Limits, handler: &dyn Handler) -> Vec<u8> {
+    simulate_mode(input, limits, handler, false)
+}
+
+/// [`simulate`] along event mode's path: each piece of input arrives as a
+/// separate readiness, and between pieces the connection parks, keeping
+/// only its session (a partial head, or a head and a buffered body), as in
+/// the event server. For any split, the output must equal [`simulate`]'s.
+///
+/// ```
+/// use http::Request;
+/// use stead_core::Cancel;
+/// use stead_http::{Body, Limits, simulate, simulate_event};
+///
+/// let echo = |mut req: Request<Body>, _: &Cancel| req.body_mut().read_all();
+/// let pieces: &[&[u8]] = &[b"POST / HTTP/1.1\r\nHost: x\r\nContent-Len", b"gth: 5\r\n\r\nhel", b"lo"];
+/// let event = simulate_event(pieces, Limits::default(), &echo);
+/// assert!(event.ends_with(b"\r\n\r\nhello"));
+/// assert_eq!(event.len(), simulate(pieces, Limits::default(), &echo).len());
+/// ```
+pub fn simulate_event(input: &[&[u8]], limits: Limits, handler: &dyn Handler) -> Vec<u8> {
+    simulate_mode(input, limits, handler, true)
+}
+
+fn simulate_mode(input: &[&[u8]], limits: Limits, handler: &dyn Handler, event: bool) -> Vec<u8> {
     let cfg = Config {
         limits,
         timeouts: Timeouts::default(),
@@ -808,9 +832,21 @@ pub fn simulate(input: &[&[u8]], limits: Limits, handler: &dyn Handler) -> Vec<u
         cfg: &cfg,
         stats: &stats,
     };
-    let mut io = crate::io::MemoryIo::new(input);
     let mut sess = Session::new(None);
     let mut bufs = Buffers::new(8 * 1024);
-    drive(&mut sess, &mut io, &mut bufs, ctx, true);
-    io.output
+    if !event {
+        let mut io = crate::io::MemoryIo::new(input);
+        drive(&mut sess, &mut io, &mut bufs, ctx, true);
+        return io.output;
+    }
+    let mut io = crate::io::MemoryIo::new_event(input);
+    // One readiness per piece, plus the end of input (and a linger).
+    for _ in 0..input.len() + 3 {
+        let next = drive(&mut sess, &mut io, &mut bufs, ctx, false);
+        bufs.reset();
+        if next == Next::Close {
+            return io.output;
+        }
+    }
+    panic!("stead-http: simulate_event: the connection never closed after its input ended");
 }

@@ -143,6 +143,11 @@ pub(crate) struct MemoryIo<'a> {
     current: &'a [u8],
     pub(crate) output: Vec<u8>,
     cancel: stead_core::Cancel,
+    /// Event flavour: `try_read` reports `WouldBlock` at the end of each
+    /// piece (the next piece is the next readiness).
+    event: bool,
+    /// `WouldBlock` was reported at the end of the current piece.
+    yielded: bool,
 }
 
 impl<'a> MemoryIo<'a> {
@@ -152,6 +157,16 @@ impl<'a> MemoryIo<'a> {
             current: &[],
             output: Vec::new(),
             cancel: stead_core::Cancel::new(),
+            event: false,
+            yielded: false,
+        }
+    }
+
+    /// Input arriving one piece per readiness, for the event mode's path.
+    pub(crate) fn new_event(pieces: &'a [&'a [u8]]) -> Self {
+        MemoryIo {
+            event: true,
+            ..MemoryIo::new(pieces)
         }
     }
 }
@@ -171,6 +186,15 @@ impl Io for MemoryIo<'_> {
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.event
+            && self.current.is_empty()
+            && !self.yielded
+            && !self.pieces.as_slice().is_empty()
+        {
+            self.yielded = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.yielded = false;
         self.read(buf)
     }
 

@@ -125,7 +125,7 @@ mod tls;
 pub use body::{Body, BodyError, BodyErrorKind};
 pub use chunked::{ChunkError, ChunkedDecoder, Decoded, write_chunk_size};
 pub use config::{Limits, Timeouts};
-pub use conn::simulate;
+pub use conn::{simulate, simulate_event};
 pub use date::{DATE_LEN, format_http_date, http_date};
 pub use handler::{BoxHandler, Handler, RequestExt, SharedHandler};
 pub use middleware::{ConcurrencyLimit, HandlerExt, Logger, RequestTimeout};

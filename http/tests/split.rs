@@ -4,7 +4,7 @@
 use http::Request;
 use proptest::prelude::*;
 use stead_core::Cancel;
-use stead_http::{Body, ChunkedDecoder, Limits, parse_request_head, simulate};
+use stead_http::{Body, ChunkedDecoder, Limits, parse_request_head, simulate, simulate_event};
 
 fn small_limits() -> Limits {
     Limits::default()
@@ -185,6 +185,18 @@ proptest! {
         let whole = run(&[&input]);
         let pieces = split(&input, &points);
         prop_assert_eq!(&run(&pieces), &whole, "split into {:?}", pieces);
+    }
+
+    #[test]
+    fn event_mode_output_is_the_same_as_thread_mode(
+        input in input(),
+        points in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        // Event mode parks between pieces (partial heads and small bodies
+        // wait in the session) and still answers exactly as thread mode.
+        let pieces = split(&input, &points);
+        let event = normalise(simulate_event(&pieces, small_limits(), &handler));
+        prop_assert_eq!(&event, &run(&pieces), "split into {:?}", pieces);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The whole connection state machine over an arbitrary byte stream, split
 //! into reads at arbitrary points: never panics, only ever writes HTTP/1.1
-//! responses, and writes the same bytes however the input is split.
+//! responses, and writes the same bytes however the input is split, on
+//! thread mode's path and on event mode's (parking between pieces).
 #![no_main]
 
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use stead_core::Cancel;
-use stead_http::{Body, Limits, simulate};
+use stead_http::{Body, Limits, simulate, simulate_event};
 
 fn handler(mut req: Request<Body>, _: &Cancel) -> Result<Vec<u8>, std::io::Error> {
     if req.uri().path().starts_with("/ignore") {
@@ -53,4 +54,6 @@ fuzz_target!(|data: &[u8]| {
     let split = normalise(simulate(&pieces, limits, &handler));
     assert!(whole.is_empty() || whole.starts_with(b"HTTP/1.1 "));
     assert_eq!(whole, split);
+    let event = normalise(simulate_event(&pieces, limits, &handler));
+    assert_eq!(whole, event);
 });
