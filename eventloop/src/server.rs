@@ -498,9 +498,10 @@ impl EventServerHandle {
     /// Graceful shutdown, as [`stead_core::ServerHandle::shutdown`]: stop
     /// accepting and close the listener at once, close parked (idle)
     /// connections, let busy ones finish until `grace` passes (a busy
-    /// connection that returns [`Verdict::Park`] meanwhile is closed), then
-    /// cancel the rest and wait up to `cancel_wait` for them to end; then
-    /// stop the threads.
+    /// connection that returns [`Verdict::Park`] meanwhile is closed, unless
+    /// its session is [mid-request](Session::mid_request): those may park
+    /// and finish too), then cancel or close the rest and wait up to
+    /// `cancel_wait` for them to end; then stop the threads.
     pub fn shutdown(mut self, grace: Duration) -> ShutdownReport {
         self.shutdown_inner(grace)
     }
