@@ -93,6 +93,17 @@ pub struct EventServerBuilder {
     pub(crate) first_read_timeout: Option<Duration>,
     pub(crate) spare_idle: Duration,
     pub(crate) thread_name: String,
+    pub(crate) spawner: SpawnerSlot,
+}
+
+/// The builder's optional [`Spawner`](stead_core::Spawner) (`None`: std threads).
+#[derive(Clone, Default)]
+pub(crate) struct SpawnerSlot(pub(crate) Option<Arc<dyn stead_core::Spawner>>);
+
+impl fmt::Debug for SpawnerSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "custom" } else { "std" })
+    }
 }
 
 impl Default for EventServerBuilder {
@@ -110,6 +121,7 @@ impl Default for EventServerBuilder {
             first_read_timeout: None,
             spare_idle: Duration::from_secs(10),
             thread_name: "stead-ev".into(),
+            spawner: SpawnerSlot::default(),
         }
     }
 }
@@ -202,6 +214,17 @@ impl EventServerBuilder {
     /// `stead-ev-N`, plus `stead-ev-accept` and `stead-ev-mon`.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = prefix.into();
+        self
+    }
+
+    /// Start worker and spare threads with `spawner` instead of
+    /// `std::thread` (for fault injection: a spawner that fails shows what
+    /// the server does when the system cannot create threads). A spare that
+    /// cannot be started is counted in
+    /// [`ServerStats::spawn_errors`](stead_core::ServerStats::spawn_errors)
+    /// and its shard waits for a blocked handler to return (backpressure).
+    pub fn spawner(mut self, spawner: impl stead_core::Spawner) -> Self {
+        self.spawner = SpawnerSlot(Some(Arc::new(spawner)));
         self
     }
 

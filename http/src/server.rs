@@ -157,14 +157,18 @@ impl HttpServerBuilder {
         self
     }
 
-    /// Start connection threads with `spawner` instead of
-    /// [`std::thread::Builder`] (thread mode only; event mode ignores it).
+    /// Start the server's threads with `spawner` instead of
+    /// [`std::thread::Builder`]: connection threads in thread mode, worker
+    /// and spare threads in event mode.
     ///
     /// For fault injection: a spawner that fails shows how the server
-    /// behaves when the system cannot create threads. A failed spawn keeps
-    /// the accepted connection and retries with back-off while accepting
-    /// pauses (backpressure into the kernel backlog), counted in
-    /// [`ServerStats::spawn_errors`](stead_core::ServerStats::spawn_errors).
+    /// behaves when the system cannot create threads; failures are counted
+    /// in [`ServerStats::spawn_errors`](stead_core::ServerStats::spawn_errors).
+    /// Thread mode keeps the accepted connection and retries with back-off
+    /// while accepting pauses (backpressure into the kernel backlog). Event
+    /// mode: when a handler blocks and no spare thread can start, its
+    /// shard's other connections wait until the handler returns
+    /// (backpressure), then are served.
     ///
     /// ```
     /// use std::io;
@@ -221,6 +225,9 @@ impl HttpServerBuilder {
                     .first_read_timeout(Some(self.timeouts.header));
                 if let Some(n) = self.workers {
                     b = b.workers(n);
+                }
+                if let Some(s) = &self.spawner {
+                    b = b.spawner(SharedSpawner(s.clone()));
                 }
                 Bound::Event(b.bind(addr)?)
             }

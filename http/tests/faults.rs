@@ -451,6 +451,94 @@ fn thread_creation_failure_is_backpressure_then_recovery() {
     stop(h);
 }
 
+/// Event mode: a handler blocks while no spare thread can be started. Its
+/// shard's other connections wait (backpressure, nothing dropped) until
+/// it returns; then everything is served, and once threads can be created
+/// again a blocked handler no longer holds up its shard.
+#[test]
+fn event_mode_thread_creation_failure_is_backpressure_then_recovery() {
+    let _g = serial();
+    let fail = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(AtomicU64::new(0));
+    let gate = Arc::new(std::sync::Mutex::new(Cancel::new()));
+    let entered = Arc::new(AtomicU64::new(0));
+    let handler = {
+        let (gate, entered) = (gate.clone(), entered.clone());
+        move |req: Request<Body>, _: &Cancel| {
+            if req.uri().path() == "/block" {
+                let g = gate.lock().unwrap().clone();
+                entered.fetch_add(1, Ordering::SeqCst);
+                g.wait(); // a stead wait: the shard is handed off
+            }
+            req.uri().path().to_owned()
+        }
+    };
+    let h = start_with(
+        Mode::Event,
+        |b| {
+            b.workers(1).spawner(FlakySpawner {
+                fail: fail.clone(),
+                attempts: attempts.clone(),
+            })
+        },
+        handler,
+    );
+    let addr = h.local_addr();
+    fail.store(true, Ordering::SeqCst);
+    let mut blocked = connect(addr);
+    blocked
+        .write_all(b"GET /block HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(eventually(|| entered.load(Ordering::SeqCst) == 1));
+    assert!(eventually(|| h.stats().connections.spawn_errors >= 1));
+    // Another client on the only shard: accepted, not answered, not dropped.
+    let mut waiting = connect(addr);
+    waiting
+        .write_all(b"GET /waiting HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let e = waiting
+        .read(&mut byte)
+        .expect_err("answered while its shard had no thread");
+    assert!(
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+        "{e}"
+    );
+    // The blocked handler returns: both are served.
+    fail.store(false, Ordering::SeqCst);
+    gate.lock().unwrap().cancel();
+    waiting.set_read_timeout(Some(DEADLINE)).unwrap();
+    for (s, path) in [(&mut blocked, "/block"), (&mut waiting, "/waiting")] {
+        let all = parse_all(&read_to_close(s));
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].status, all[0].body_str()), (200, path));
+    }
+    // Threads can be created again: a blocked handler hands its shard to
+    // a spare and the others are served meanwhile.
+    *gate.lock().unwrap() = Cancel::new();
+    let mut blocked = connect(addr);
+    blocked
+        .write_all(b"GET /block HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(eventually(|| entered.load(Ordering::SeqCst) == 2));
+    let r = one_and_close(
+        addr,
+        b"GET /meanwhile HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((r.status, r.body_str()), (200, "/meanwhile"));
+    gate.lock().unwrap().cancel();
+    let all = parse_all(&read_to_close(&mut blocked));
+    assert_eq!((all[0].status, all[0].body_str()), (200, "/block"));
+    assert!(attempts.load(Ordering::SeqCst) > h.stats().connections.spawn_errors);
+    stop(h);
+}
+
 // ---------------------------------------------------------------- load shedding
 
 fn full_queue_is_503_with_retry_after_fast(mode: Mode) {

@@ -521,7 +521,7 @@ impl dyn Control {
         drop(q);
         let Some(me) = self.arc() else { return };
         match spawn_thread(me, no, None) {
-            Ok(h) => lock(&core.runq).handles.push(h),
+            Ok(h) => lock(&core.runq).handles.extend(h),
             Err(e) => {
                 let mut q = lock(&core.runq);
                 q.total -= 1;
@@ -601,18 +601,27 @@ impl BlockingObserver for ThreadObs {
     }
 }
 
+/// Start a worker or spare thread; a handle to join it unless a custom
+/// spawner started it.
 fn spawn_thread(
     server: Arc<dyn Control>,
     no: usize,
     first: Option<usize>,
-) -> io::Result<JoinHandle<()>> {
+) -> io::Result<Option<JoinHandle<()>>> {
     let core = server.core();
     let name = format!("{}-{no}", core.config.thread_name);
     let stack = core.config.stack_size;
+    if let Some(spawner) = core.config.spawner.0.clone() {
+        return spawner
+            .spawn(name, stack, Box::new(move || thread_main(server, first)))
+            .map(|()| None)
+            .map_err(|(e, _job)| e);
+    }
     std::thread::Builder::new()
         .name(name)
         .stack_size(stack)
         .spawn(move || thread_main(server, first))
+        .map(Some)
 }
 
 fn thread_main(server: Arc<dyn Control>, first: Option<usize>) {
@@ -655,7 +664,7 @@ pub(crate) fn start_workers(server: &Arc<dyn Control>) -> usize {
         }
         match spawn_thread(server.clone(), sid, Some(sid)) {
             Ok(h) => {
-                lock(&core.runq).handles.push(h);
+                lock(&core.runq).handles.extend(h);
                 started += 1;
             }
             Err(e) => {
