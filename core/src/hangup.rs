@@ -17,9 +17,13 @@
 //! Unread input before the end of stream (a pipelined request followed by a
 //! half-close) is not a disconnect, as in nginx: the request is answered.
 //!
-//! The registry entry of a connection lives exactly as long as its `Conn`
-//! (it is dropped before the socket is closed), which is what makes the raw
-//! descriptor the watcher thread uses valid.
+//! The registry entry of a connection is owned by its `Conn` and dropped
+//! (under the registry lock, taking the descriptor out of the epoll set)
+//! before the socket can close or be replaced: on drop (field order), and
+//! in `get_mut`, `into_inner`, `map`, `try_map` and `replace_cancel`. That
+//! is what keeps the raw descriptor the watcher uses valid. A scope that
+//! armed the connection takes it out of the set when it ends, so nothing
+//! is watched between requests.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -38,7 +42,8 @@ struct Entry {
     /// Any end of input counts, even with unread input before it (TLS,
     /// where that input may be only a closing alert).
     any_eof: bool,
-    /// Added to the epoll set (later arms use `MOD`).
+    /// In the epoll set now (armed, or fired and disabled): a later arm
+    /// uses `MOD`, and the end of the scope or the registration removes it.
     added: bool,
 }
 
@@ -131,11 +136,20 @@ impl Registration {
 }
 
 impl Drop for Registration {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
-        if let Some(w) = watcher() {
-            lock(w).entries.remove(&self.id);
+        let Some(w) = watcher() else { return };
+        let mut reg = lock(w);
+        if let Some(entry) = reg.entries.remove(&self.id)
+            && entry.added
+        {
+            // SAFETY: the `Conn` drops its registration before its stream
+            // (field order, and explicitly wherever the stream may be
+            // replaced or moved out: `get_mut`, `into_inner`, `map`,
+            // `try_map`), so the descriptor is still open here.
+            let fd = unsafe { BorrowedFd::borrow_raw(entry.fd) };
+            let _ = epoll::delete(w.epoll.as_fd(), fd);
         }
-        // The descriptor leaves the epoll set when the socket closes.
     }
 }
 
@@ -156,18 +170,36 @@ pub(crate) fn begin(id: u64) {
     SCOPE.with(|s| s.set(Some(Scope { id, armed: false })));
 }
 
-/// Close the current thread's scope; disarm `fd` if the scope armed it.
-pub(crate) fn end(fd: BorrowedFd<'_>) {
-    let scope = SCOPE.with(|s| s.take());
-    if let (Some(Scope { armed: true, .. }), Some(w)) = (scope, watcher()) {
-        // A scope that blocked: stop watching until the next one blocks (an
-        // idle keep-alive connection that closes is not worth a wake-up).
-        let _ = epoll::modify(
-            w.epoll.as_fd(),
-            fd,
-            epoll::EventData::new_u64(0),
-            epoll::EventFlags::empty(),
-        );
+/// Close the current thread's scope for registration `id` (a scope of
+/// another registration is left alone); if it armed the connection, take
+/// the connection out of the epoll set (`fd` is its open descriptor), so
+/// nothing is watched between requests: not a later reset either, which
+/// would otherwise be reported again and again (`EPOLLHUP`/`EPOLLERR` are
+/// always reported).
+pub(crate) fn end(id: u64, fd: BorrowedFd<'_>) {
+    let scope = SCOPE.with(|s| {
+        let cur = s.get();
+        if cur.is_some_and(|c| c.id == id) {
+            s.set(None);
+        }
+        cur
+    });
+    if let (
+        Some(Scope {
+            id: sid,
+            armed: true,
+        }),
+        Some(w),
+    ) = (scope, watcher())
+        && sid == id
+    {
+        let mut reg = lock(w);
+        if let Some(entry) = reg.entries.get_mut(&id)
+            && entry.added
+        {
+            entry.added = false;
+            let _ = epoll::delete(w.epoll.as_fd(), fd);
+        }
     }
 }
 
@@ -198,9 +230,10 @@ fn arm(id: u64) -> io::Result<()> {
         return Ok(());
     };
     // SAFETY: the entry exists, and entries are removed (under this lock,
-    // which we hold) by `Registration::drop`, which runs before the `Conn`
-    // holding the registration closes its socket. So `entry.fd` is open for
-    // the whole borrow.
+    // which we hold) by `Registration::drop`, which the `Conn` holding the
+    // registration runs before its socket can close or be replaced (field
+    // order; `get_mut`, `into_inner`, `map`, `try_map` and `replace_cancel`
+    // drop the registration first). So `entry.fd` is open for the borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(entry.fd) };
     let flags = epoll::EventFlags::RDHUP | epoll::EventFlags::ONESHOT;
     let data = epoll::EventData::new_u64(id);
@@ -253,7 +286,14 @@ fn run() {
             }
         }
         for c in gone.into_iter().flatten() {
-            c.cancel_with(CancelReason::Disconnected);
+            // A panicking `on_cancel` callback must not end disconnect
+            // detection for the whole process.
+            let fired = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.cancel_with(CancelReason::Disconnected);
+            }));
+            if fired.is_err() {
+                log::error!("stead: an on_cancel callback panicked on the hang-up watcher thread");
+            }
         }
     }
 }

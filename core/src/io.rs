@@ -257,8 +257,11 @@ impl<S> Conn<S> {
     }
 
     /// The wrapped stream, mutably. Reading or writing through it bypasses
-    /// cancellation.
+    /// cancellation. Ends any [hang-up watch](Conn::begin_hangup_watch)
+    /// registration (the stream could be replaced through this reference);
+    /// the next watch scope registers again.
     pub fn get_mut(&mut self) -> &mut S {
+        self.hangup = None;
         &mut self.stream
     }
 
@@ -400,8 +403,8 @@ impl<S: AsFd> Conn<S> {
 
     /// End the watch scope opened by [`begin_hangup_watch`](Conn::begin_hangup_watch).
     pub fn end_hangup_watch(&mut self) {
-        if self.hangup.is_some() {
-            crate::hangup::end(self.stream.as_fd());
+        if let Some(r) = &self.hangup {
+            crate::hangup::end(r.id(), self.stream.as_fd());
         }
     }
 

@@ -117,3 +117,48 @@ fn many_connections_are_told_apart() {
         conn.end_hangup_watch();
     }
 }
+
+fn cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[test]
+fn a_reset_after_the_scope_ended_costs_no_cpu() {
+    // Regression: a scope that armed the connection used to leave it in the
+    // watcher's epoll set, where a later reset (EPOLLHUP/EPOLLERR are always
+    // reported) woke the watcher thread in a loop.
+    let (client, mut conn) = pair();
+    conn.begin_hangup_watch();
+    let _ = conn.cancel().wait_timeout(Duration::from_millis(1)); // arms
+    conn.end_hangup_watch();
+    rustix::net::sockopt::set_socket_linger(&client, Some(Duration::ZERO)).unwrap();
+    drop(client); // reset
+    let mut buf = [0u8; 8];
+    assert!(
+        conn.read(&mut buf).is_err(),
+        "the reset is seen by the reader"
+    );
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    // A bounded observation window: the watcher must stay asleep in it.
+    assert_eq!(conn.cancel().wait_timeout(QUIET), None);
+    let (cpu, wall) = (cpu_time() - cpu0, t0.elapsed());
+    assert!(cpu < wall / 3, "{cpu:?} of CPU in {wall:?}");
+}
+
+#[test]
+fn watching_resumes_after_the_token_is_replaced() {
+    // Regression: a new registration for the same socket failed (EEXIST)
+    // and the connection was silently never watched again.
+    let (client, mut conn) = pair();
+    conn.begin_hangup_watch();
+    let _ = conn.cancel().wait_timeout(Duration::from_millis(1));
+    conn.end_hangup_watch();
+    conn.replace_cancel(Cancel::new());
+    conn.begin_hangup_watch();
+    let _ = conn.cancel().wait_timeout(Duration::from_millis(1));
+    drop(client);
+    let why = conn.cancel().wait_timeout(Duration::from_secs(10));
+    conn.end_hangup_watch();
+    assert_eq!(why, Some(CancelReason::Disconnected));
+}

@@ -186,7 +186,9 @@ impl<'a> TlsIo<'a> {
     /// Send every queued TLS record, waiting for the socket as needed.
     fn flush_tls(&mut self) -> io::Result<()> {
         while self.tls.wants_write() {
-            match self.tls.write_tls(self.conn.get_mut()) {
+            // Through `&TcpStream` (not `get_mut`, which would end the
+            // connection's hang-up watch registration).
+            match self.tls.write_tls(&mut self.conn.get_ref()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.conn.wait_writable()?,
