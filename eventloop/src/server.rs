@@ -57,9 +57,13 @@ pub trait Session: Send + 'static {
     /// (stead's blocking calls announce it), read and write as needed, and
     /// must return once it has no more buffered input.
     fn on_readable(&mut self, conn: &mut Conn<TcpStream>) -> Verdict;
-    /// A parked connection's timeout passed: last chance to write (e.g. a
-    /// 408) before it closes.
-    fn on_timeout(&mut self, _conn: &mut Conn<TcpStream>) {}
+    /// A parked connection's timeout passed: write what is due (e.g. a
+    /// 408) and say what happens next. Default: close. A session may also
+    /// park again (say, to read and discard input for a moment before
+    /// closing, so the peer sees the response instead of a reset).
+    fn on_timeout(&mut self, _conn: &mut Conn<TcpStream>) -> Verdict {
+        Verdict::Close
+    }
     /// Whether this parked session is in the middle of a request (part of
     /// it received), so a graceful shutdown should let it finish, within the
     /// grace period, instead of closing it at once like an idle one.

@@ -318,31 +318,41 @@ pub(crate) fn drive<I: Io>(
     }
 }
 
-/// A parked connection's timeout passed (event mode).
-pub(crate) fn on_timeout<I: Io>(sess: &mut Session, io: &mut I, bufs: &mut Buffers, ctx: Ctx<'_>) {
-    if sess.linger_until.is_none() && sess.has_partial_head() {
-        let pending = std::mem::take(&mut sess.pending);
-        if let Some(since) = sess.body_since.take() {
-            // A buffered body stalled. The handler runs now, as it would
-            // have in thread mode, and its read of the missing part fails
-            // at once with the timeout (408 unless it answers otherwise).
-            let mut pace = Pace::new(&ctx.cfg.timeouts);
-            pace.waited = since.elapsed();
-            let kind = match pace.next_wait() {
-                (_, true) => BodyErrorKind::TooSlow,
-                (_, false) => BodyErrorKind::Timeout,
-            };
-            bufs.rbuf.clear();
-            bufs.rbuf.push(&pending);
-            if let Ok(Some(head)) = parse_request_head(bufs.rbuf.data(), &ctx.cfg.limits) {
-                let cancel = io.cancel().clone();
-                serve_request(sess, io, bufs, ctx, head, &cancel, Some(kind));
-                io.close_write();
-            }
-            bufs.rbuf.clear();
-            return;
-        }
-        request_timeout(io, &mut bufs.wbuf, ctx, HEAD_TIMEOUT);
+/// A parked connection's timeout passed (event mode): what happens next.
+pub(crate) fn on_timeout<I: Io>(
+    sess: &mut Session,
+    io: &mut I,
+    bufs: &mut Buffers,
+    ctx: Ctx<'_>,
+) -> Next {
+    if sess.linger_until.is_some() || !sess.has_partial_head() {
+        return Next::Close;
+    }
+    let pending = std::mem::take(&mut sess.pending);
+    let Some(since) = sess.body_since.take() else {
+        return request_timeout(io, &mut bufs.wbuf, ctx, HEAD_TIMEOUT);
+    };
+    // A buffered body stalled. The handler runs now, as it would have in
+    // thread mode, and its read of the missing part fails at once with the
+    // timeout that expired (408 unless it answers otherwise).
+    bufs.rbuf.clear();
+    bufs.rbuf.push(&pending);
+    let Ok(Some(head)) = parse_request_head(bufs.rbuf.data(), &ctx.cfg.limits) else {
+        return Next::Close; // cannot happen: the head parsed when it parked
+    };
+    let mut pace = Pace::new(&ctx.cfg.timeouts);
+    pace.waited = since.elapsed();
+    pace.received = (pending.len() - head.len) as u64;
+    let kind = match pace.next_wait() {
+        (_, true) => BodyErrorKind::TooSlow,
+        (_, false) => BodyErrorKind::Timeout,
+    };
+    let cancel = io.cancel().clone();
+    match serve_request(sess, io, bufs, ctx, head, &cancel, Some(kind)) {
+        // The client may still be sending: read and discard for a moment
+        // so it sees the response rather than a reset.
+        Step::Linger => start_linger(sess, io, bufs, ctx.cfg, false),
+        Step::Close | Step::Continue => Next::Close,
     }
 }
 
@@ -361,7 +371,7 @@ fn request_timeout<I: Io>(io: &mut I, wbuf: &mut Vec<u8>, ctx: Ctx<'_>, why: &st
 /// [`Limits::body_buffer`], and bodies the client sends only after a
 /// `100 Continue`, stream to the handler instead.
 fn body_arrived(head: &RequestHead, data: &[u8], limits: &Limits) -> bool {
-    if head.expect_continue {
+    if head.expect_continue || limits.body_buffer == 0 {
         return true;
     }
     let body = &data[head.len..];

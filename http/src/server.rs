@@ -492,9 +492,9 @@ impl stead_eventloop::Session for HttpSession {
         self.sess.mid_request()
     }
 
-    fn on_timeout(&mut self, conn: &mut Conn<TcpStream>) {
+    fn on_timeout(&mut self, conn: &mut Conn<TcpStream>) -> Verdict {
         if !self.started {
-            return;
+            return Verdict::Close;
         }
         let svc = &*self.svc;
         let sess = &mut self.sess;
@@ -502,7 +502,7 @@ impl stead_eventloop::Session for HttpSession {
         let tls = &mut self.tls;
         #[cfg(feature = "tls")]
         let handshake_deadline = self.handshake_deadline;
-        with_buffers(|bufs| {
+        let next = with_buffers(|bufs| {
             #[cfg(feature = "tls")]
             if let Some(tls) = tls {
                 let mut io = crate::tls::TlsIo::new(conn, tls, handshake_deadline);
@@ -510,6 +510,10 @@ impl stead_eventloop::Session for HttpSession {
             }
             on_timeout(sess, conn, bufs, svc.ctx())
         });
+        match next {
+            Next::Park(timeout) => Verdict::Park { timeout },
+            Next::Close => Verdict::Close,
+        }
     }
 }
 

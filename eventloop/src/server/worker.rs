@@ -217,6 +217,9 @@ pub(crate) struct Core {
     root: Cancel,
     draining: Arc<AtomicBool>,
     stopping: AtomicBool,
+    /// The drain's grace period is over: parked connections are being
+    /// closed, none may park again (not even mid-request).
+    closing_parked: AtomicBool,
     open: AtomicUsize,
     idle_closed_at_drain: AtomicUsize,
     counters: Counters,
@@ -324,6 +327,7 @@ pub(crate) fn new_server<F: SessionFactory>(
             root: Cancel::new(),
             draining: Arc::new(AtomicBool::new(false)),
             stopping: AtomicBool::new(false),
+            closing_parked: AtomicBool::new(false),
             open: AtomicUsize::new(0),
             idle_closed_at_drain: AtomicUsize::new(0),
             counters: Counters::default(),
@@ -837,8 +841,7 @@ impl<F: SessionFactory> Server<F> {
         }
         let res = catch_unwind(AssertUnwindSafe(|| {
             if timeout {
-                entry.session.on_timeout(&mut entry.conn);
-                Verdict::Close
+                entry.session.on_timeout(&mut entry.conn)
             } else {
                 entry.session.on_readable(&mut entry.conn)
             }
@@ -884,7 +887,11 @@ impl<F: SessionFactory> Server<F> {
         // entry as busy; one that starts after sees it parked.
         let draining = draining || self.core.draining.load(Ordering::SeqCst);
         match verdict {
-            Some(Verdict::Park { timeout }) if !draining || entry.session.mid_request() => {
+            Some(Verdict::Park { timeout })
+                if !draining
+                    || (entry.session.mid_request()
+                        && !self.core.closing_parked.load(Ordering::SeqCst)) =>
+            {
                 if !owner {
                     // Our descriptor was removed from the set when the shard
                     // was taken: add it back for the new owner.
@@ -1006,8 +1013,8 @@ impl<F: SessionFactory> Server<F> {
             };
             self.core.counters.timeouts.fetch_add(1, Ordering::Relaxed);
             entry.tracker.idle.store(false, Ordering::SeqCst);
-            let (_, owner) = self.invoke(sid, obs, &mut entry, k, true);
-            self.settle(sid, k, entry, Some(Verdict::Close), owner);
+            let (verdict, owner) = self.invoke(sid, obs, &mut entry, k, true);
+            self.settle(sid, k, entry, verdict, owner);
             if !owner {
                 return Flow::Lost;
             }
@@ -1133,6 +1140,9 @@ impl<F: SessionFactory> Control for Server<F> {
     }
 
     fn close_parked(&self) -> usize {
+        // Read by `settle` under a table lock, taken below after this store:
+        // a connection settling later closes instead of parking.
+        self.core.closing_parked.store(true, Ordering::SeqCst);
         let mut n = 0;
         for shard in &self.shards {
             let mut closing = Vec::new();

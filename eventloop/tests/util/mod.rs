@@ -123,8 +123,9 @@ impl Session for Lines {
         Verdict::Park { timeout: None }
     }
 
-    fn on_timeout(&mut self, conn: &mut Conn<TcpStream>) {
+    fn on_timeout(&mut self, conn: &mut Conn<TcpStream>) -> Verdict {
         let _ = conn.write_all(b"timeout\n");
+        Verdict::Close
     }
 }
 
