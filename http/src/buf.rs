@@ -12,6 +12,15 @@ pub(crate) struct ReadBuf {
     base: usize,
 }
 
+impl std::fmt::Debug for ReadBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBuf")
+            .field("len", &self.len())
+            .field("capacity", &self.buf.len())
+            .finish()
+    }
+}
+
 impl ReadBuf {
     /// A buffer of `cap` bytes; it grows only while a request head is
     /// larger, and shrinks back when emptied.
@@ -73,11 +82,26 @@ impl ReadBuf {
         self.end = (self.end + n).min(self.buf.len());
     }
 
-    /// Append bytes (restoring a saved partial head).
+    /// Append bytes.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, bytes: &[u8]) {
         let spare = self.spare(bytes.len());
         spare[..bytes.len()].copy_from_slice(bytes);
         self.filled(bytes.len());
+    }
+
+    /// Move this buffer out (for a parked session), leaving an empty one
+    /// that allocates its usual size on first use.
+    pub(crate) fn take(&mut self) -> ReadBuf {
+        std::mem::replace(
+            self,
+            ReadBuf {
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                base: self.base,
+            },
+        )
     }
 
     pub(crate) fn clear(&mut self) {
@@ -87,7 +111,9 @@ impl ReadBuf {
 
     /// Give memory back after an unusually large head.
     pub(crate) fn shrink(&mut self) {
-        if self.is_empty() && self.buf.len() > self.base {
+        if self.is_empty() && self.buf.len() != self.base {
+            // Larger after an unusual head, or smaller (taken by a parked
+            // session): back to the usual size.
             self.buf = vec![0; self.base];
             self.clear();
         }
@@ -116,5 +142,19 @@ mod tests {
         b.consume(4);
         b.shrink();
         assert_eq!(b.spare(1).len(), 8);
+    }
+
+    #[test]
+    fn take_leaves_an_empty_buffer_of_the_same_size_class() {
+        let mut b = ReadBuf::new(8);
+        b.push(b"xyabc");
+        b.consume(2);
+        let taken = b.take();
+        assert_eq!(taken.data(), b"abc");
+        assert!(b.is_empty());
+        b.shrink();
+        assert_eq!(b.spare(1).len(), 8);
+        b.push(b"z");
+        assert_eq!(b.data(), b"z");
     }
 }

@@ -4,9 +4,12 @@
 //! thread mode calls it once with `blocking = true` (it then loops on
 //! blocking reads until the connection closes); event mode calls it on
 //! every readiness with `blocking = false` (it returns [`Next::Park`] as
-//! soon as no input is available, keeping only a partial head, if any, in
-//! the small [`Session`]). Request bodies and responses use blocking I/O in
-//! both modes.
+//! soon as no input is available, keeping only a partial request, if any,
+//! in the small [`Session`]: the read buffer itself is moved there, and a
+//! small body being received remembers how far it was scanned, so each
+//! readiness costs the new bytes, not the whole request again). Request
+//! bodies larger than [`Limits::body_buffer`] and responses use blocking
+//! I/O in both modes.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -108,8 +111,10 @@ pub(crate) enum Next {
 /// idle connections in event mode hold only this.
 #[derive(Debug, Default)]
 pub(crate) struct Session {
-    /// A partial request head kept while waiting for the rest (event mode).
-    pending: Vec<u8>,
+    /// A partial request (head, or head and buffered body) kept while
+    /// waiting for the rest (event mode): the worker's read buffer itself,
+    /// moved here, not copied.
+    pending: Option<Box<ReadBuf>>,
     served: u64,
     /// When the head being received must be complete.
     head_deadline: Option<Instant>,
@@ -118,6 +123,9 @@ pub(crate) struct Session {
     /// Event mode: a complete head whose (small) body is still arriving,
     /// buffered in `pending`, since this instant.
     body_since: Option<Instant>,
+    /// Event mode: what that body still needs (so each readiness looks at
+    /// the new bytes only, without parsing the head again).
+    awaiting: Option<Awaiting>,
     pub(crate) peer: Option<SocketAddr>,
 }
 
@@ -131,12 +139,12 @@ impl Session {
 
     /// Whether a partial request head is waiting.
     pub(crate) fn has_partial_head(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending.is_some()
     }
 
     /// Whether part of a request (head, or head and buffered body) is in.
     pub(crate) fn mid_request(&self) -> bool {
-        self.linger_until.is_none() && !self.pending.is_empty()
+        self.linger_until.is_none() && self.pending.is_some()
     }
 }
 
@@ -191,9 +199,8 @@ pub(crate) fn drive<I: Io>(
     if let Some(until) = sess.linger_until {
         return linger(sess, io, &mut bufs.rbuf, until, blocking);
     }
-    if !sess.pending.is_empty() {
-        bufs.rbuf.push(&sess.pending);
-        sess.pending = Vec::new();
+    if let Some(pending) = sess.pending.take() {
+        bufs.rbuf = *pending;
     }
     let cancel = io.cancel().clone();
     let cfg = ctx.cfg;
@@ -206,24 +213,35 @@ pub(crate) fn drive<I: Io>(
     loop {
         // Event mode: the length of a complete head whose body is awaited.
         let mut awaiting_body = None;
-        if !bufs.rbuf.is_empty() {
+        let still_awaiting = !input_ended
+            && sess
+                .awaiting
+                .as_mut()
+                .is_some_and(|a| !a.arrived(bufs.rbuf.data(), &cfg.limits));
+        if still_awaiting {
+            awaiting_body = sess.awaiting.as_ref().map(|a| a.head_len);
+        } else if !bufs.rbuf.is_empty() {
+            // A body awaited until now is complete: serve it, don't wait again.
+            let awaited = sess.awaiting.take().is_some();
             match parse_request_head(bufs.rbuf.data(), &cfg.limits) {
-                Ok(Some(head))
-                    if !blocking
-                        && !input_ended
-                        && !body_arrived(&head, bufs.rbuf.data(), &cfg.limits) =>
-                {
-                    // Wait for the rest in the loop, holding no thread; the
-                    // head is parsed again when it is complete.
-                    awaiting_body = Some(head.len);
-                }
                 Ok(Some(head)) => {
-                    sess.head_deadline = None;
-                    sess.body_since = None;
-                    match serve_request(sess, io, bufs, ctx, head, &cancel, None) {
-                        Step::Continue => continue,
-                        Step::Close => return Next::Close,
-                        Step::Linger => return start_linger(sess, io, bufs, cfg, blocking),
+                    let wait = if blocking || input_ended || awaited {
+                        None
+                    } else {
+                        Awaiting::start(&head, bufs.rbuf.data(), &cfg.limits)
+                    };
+                    if let Some(a) = wait {
+                        // Wait for the rest in the loop, holding no thread.
+                        awaiting_body = Some(a.head_len);
+                        sess.awaiting = Some(a);
+                    } else {
+                        sess.head_deadline = None;
+                        sess.body_since = None;
+                        match serve_request(sess, io, bufs, ctx, head, &cancel, None) {
+                            Step::Continue => continue,
+                            Step::Close => return Next::Close,
+                            Step::Linger => return start_linger(sess, io, bufs, cfg, blocking),
+                        }
                     }
                 }
                 Ok(None) => {}
@@ -292,8 +310,7 @@ pub(crate) fn drive<I: Io>(
                     }
                     return Next::Park(Some(idle_timeout));
                 }
-                sess.pending = bufs.rbuf.data().to_vec();
-                bufs.rbuf.clear();
+                sess.pending = Some(Box::new(bufs.rbuf.take()));
                 return Next::Park(left);
             }
             r => r,
@@ -328,21 +345,23 @@ pub(crate) fn on_timeout<I: Io>(
     if sess.linger_until.is_some() || !sess.has_partial_head() {
         return Next::Close;
     }
-    let pending = std::mem::take(&mut sess.pending);
+    let pending = sess.pending.take();
+    sess.awaiting = None;
     let Some(since) = sess.body_since.take() else {
         return request_timeout(io, &mut bufs.wbuf, ctx, HEAD_TIMEOUT);
     };
     // A buffered body stalled. The handler runs now, as it would have in
     // thread mode, and its read of the missing part fails at once with the
     // timeout that expired (408 unless it answers otherwise).
-    bufs.rbuf.clear();
-    bufs.rbuf.push(&pending);
+    if let Some(p) = pending {
+        bufs.rbuf = *p;
+    }
     let Ok(Some(head)) = parse_request_head(bufs.rbuf.data(), &ctx.cfg.limits) else {
         return Next::Close; // cannot happen: the head parsed when it parked
     };
     let mut pace = Pace::new(&ctx.cfg.timeouts);
     pace.waited = since.elapsed();
-    pace.received = (pending.len() - head.len) as u64;
+    pace.received = (bufs.rbuf.len() - head.len) as u64;
     let kind = match pace.next_wait() {
         (_, true) => BodyErrorKind::TooSlow,
         (_, false) => BodyErrorKind::Timeout,
@@ -366,33 +385,68 @@ fn request_timeout<I: Io>(io: &mut I, wbuf: &mut Vec<u8>, ctx: Ctx<'_>, why: &st
     Next::Close
 }
 
-/// Whether the request's body is in `data` (after the head), or need not be
-/// waited for before the handler runs: bodies larger than
-/// [`Limits::body_buffer`], and bodies the client sends only after a
-/// `100 Continue`, stream to the handler instead.
-fn body_arrived(head: &RequestHead, data: &[u8], limits: &Limits) -> bool {
-    if head.expect_continue || limits.body_buffer == 0 {
-        return true;
-    }
-    let body = &data[head.len..];
-    match head.framing {
-        BodyFraming::None => true,
-        BodyFraming::Length(n) => {
-            n > limits.body_buffer as u64 || n > limits.body || body.len() as u64 >= n
+/// Event mode: a request whose head is complete and whose body is being
+/// received by the loop before the handler runs.
+#[derive(Debug)]
+struct Awaiting {
+    head_len: usize,
+    need: Need,
+}
+
+#[derive(Debug)]
+enum Need {
+    /// Head and body together are this long.
+    Total(usize),
+    /// The chunked framing scanned so far (`scanned` body bytes).
+    Chunked { dec: ChunkedDecoder, scanned: usize },
+}
+
+impl Awaiting {
+    /// `None` if the body is in `data` (after the head) or is not waited
+    /// for: bodies larger than [`Limits::body_buffer`] and bodies the
+    /// client sends only after a `100 Continue` stream to the handler.
+    fn start(head: &RequestHead, data: &[u8], limits: &Limits) -> Option<Awaiting> {
+        if head.expect_continue || limits.body_buffer == 0 {
+            return None;
         }
-        BodyFraming::Chunked => {
-            if body.len() > limits.body_buffer {
-                return true;
+        let need = match head.framing {
+            BodyFraming::None => return None,
+            BodyFraming::Length(n) => {
+                if n > limits.body_buffer as u64 || n > limits.body {
+                    return None;
+                }
+                Need::Total(head.len + n as usize)
             }
-            let mut dec = ChunkedDecoder::new(limits.chunk_extensions, limits.trailers);
-            let mut rest = body;
-            loop {
-                match dec.decode(rest, usize::MAX) {
-                    // Errors are reported by the handler's read, as usual.
-                    Err(_) => return true,
-                    Ok(_) if dec.is_done() => return true,
-                    Ok(step) if step.consumed == 0 => return false,
-                    Ok(step) => rest = &rest[step.consumed..],
+            BodyFraming::Chunked => Need::Chunked {
+                dec: ChunkedDecoder::new(limits.chunk_extensions, limits.trailers),
+                scanned: 0,
+            },
+        };
+        let mut a = Awaiting {
+            head_len: head.len,
+            need,
+        };
+        (!a.arrived(data, limits)).then_some(a)
+    }
+
+    /// Whether the body is complete in `data` (head included), or must no
+    /// longer be waited for. Looks only at bytes not seen before.
+    fn arrived(&mut self, data: &[u8], limits: &Limits) -> bool {
+        match &mut self.need {
+            Need::Total(n) => data.len() >= *n,
+            Need::Chunked { dec, scanned } => {
+                let body = &data[self.head_len..];
+                if body.len() > limits.body_buffer {
+                    return true;
+                }
+                loop {
+                    match dec.decode(&body[*scanned..], usize::MAX) {
+                        // Errors are reported by the handler's read, as usual.
+                        Err(_) => return true,
+                        Ok(_) if dec.is_done() => return true,
+                        Ok(step) if step.consumed == 0 => return false,
+                        Ok(step) => *scanned += step.consumed,
+                    }
                 }
             }
         }
@@ -408,7 +462,8 @@ fn start_linger<I: Io>(
 ) -> Next {
     io.close_write();
     bufs.rbuf.clear();
-    sess.pending = Vec::new();
+    sess.pending = None;
+    sess.awaiting = None;
     let until = Instant::now() + cfg.timeouts.linger;
     sess.linger_until = Some(until);
     linger(sess, io, &mut bufs.rbuf, until, blocking)
