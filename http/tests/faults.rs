@@ -363,6 +363,29 @@ fn client_reset_mid_response_fails_the_writer(mode: Mode) {
 
 // ---------------------------------------------------------------- spawn failure
 
+/// Nothing arrives on `s` within `window` (the request waits, unanswered
+/// and not dropped).
+fn assert_no_answer_yet(s: &mut TcpStream, window: Duration, what: &str) {
+    s.set_read_timeout(Some(window)).unwrap();
+    let mut byte = [0u8; 1];
+    let e = s.read(&mut byte).expect_err(&format!("answered {what}"));
+    assert!(
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+        "{e}"
+    );
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+}
+
+/// `s` gets exactly one response, 200 with body `path`, then closes.
+fn assert_served(s: &mut TcpStream, path: &str) {
+    let all = parse_all(&read_to_close(s));
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].status, all[0].body_str()), (200, path));
+}
+
 /// Fails every spawn while `fail` is set; counts attempts.
 struct FlakySpawner {
     fail: Arc<AtomicBool>,
@@ -417,27 +440,11 @@ fn thread_creation_failure_is_backpressure_then_recovery() {
     // ...and does not accept the second meanwhile (accept is paused), nor
     // drop the first.
     assert_eq!(s.connections.accepted, 2, "warm-up + first: {s:?}");
-    first
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    let e = first
-        .read(&mut byte)
-        .expect_err("answered without a thread");
-    assert!(
-        matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ),
-        "{e}"
-    );
+    assert_no_answer_yet(&mut first, Duration::from_millis(50), "without a thread");
     // Threads can be created again: both are served.
     fail.store(false, Ordering::SeqCst);
-    first.set_read_timeout(Some(DEADLINE)).unwrap();
     for (s, path) in [(&mut first, "/first"), (&mut second, "/second")] {
-        let all = parse_all(&read_to_close(s));
-        assert_eq!(all.len(), 1);
-        assert_eq!((all[0].status, all[0].body_str()), (200, path));
+        assert_served(s, path);
     }
     drop((first, second));
     let errors = h.stats().connections.spawn_errors;
@@ -496,28 +503,16 @@ fn event_mode_thread_creation_failure_is_backpressure_then_recovery() {
     waiting
         .write_all(b"GET /waiting HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    waiting
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    let e = waiting
-        .read(&mut byte)
-        .expect_err("answered while its shard had no thread");
-    assert!(
-        matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ),
-        "{e}"
+    assert_no_answer_yet(
+        &mut waiting,
+        Duration::from_millis(100),
+        "while its shard had no thread",
     );
     // The blocked handler returns: both are served.
     fail.store(false, Ordering::SeqCst);
     gate.lock().unwrap().cancel();
-    waiting.set_read_timeout(Some(DEADLINE)).unwrap();
     for (s, path) in [(&mut blocked, "/block"), (&mut waiting, "/waiting")] {
-        let all = parse_all(&read_to_close(s));
-        assert_eq!(all.len(), 1);
-        assert_eq!((all[0].status, all[0].body_str()), (200, path));
+        assert_served(s, path);
     }
     // Threads can be created again: a blocked handler hands its shard to
     // a spare and the others are served meanwhile.

@@ -1110,8 +1110,15 @@ impl<F: SessionFactory> Control for Server<F> {
             for idx in 0..t.cells.len() {
                 let k = key(idx as u32, t.cells[idx].gen_);
                 let idle_busy_here = match &t.cells[idx].slot {
-                    // Part of a request is in: let it finish (or time out).
-                    Slot::Parked(e) if e.session.mid_request() => continue,
+                    // Part of a request is in, or input arrived that the
+                    // session has not read yet: let it finish (or time
+                    // out) rather than drop what the client already sent.
+                    Slot::Parked(e)
+                        if e.session.mid_request()
+                            || sys::pending_bytes(e.conn.as_fd()).is_some_and(|n| n > 0) =>
+                    {
+                        continue;
+                    }
                     Slot::Parked(_) => false,
                     Slot::Busy(tr) => {
                         if tr.idle.load(Ordering::SeqCst) {
