@@ -574,7 +574,7 @@ fn serve_request<I: Io>(
     let pipelined = match framing {
         BodyFraming::None => !rbuf.is_empty(),
         BodyFraming::Length(n) => rbuf.len() as u64 > n,
-        BodyFraming::Chunked => false,
+        BodyFraming::Chunked => bytes_after_chunked_body(rbuf.data(), &cfg.limits),
     };
     let watch = !pipelined;
     if watch {
@@ -650,6 +650,20 @@ fn serve_request<I: Io>(
         return Step::Close;
     }
     Step::Continue
+}
+
+/// Whether `data` holds a whole chunked body and more bytes after it (a
+/// pipelined request).
+fn bytes_after_chunked_body(data: &[u8], limits: &Limits) -> bool {
+    let mut dec = ChunkedDecoder::new(limits.chunk_extensions, limits.trailers);
+    let mut at = 0;
+    while !dec.is_done() {
+        match dec.decode(&data[at..], usize::MAX) {
+            Ok(step) if step.consumed > 0 => at += step.consumed,
+            _ => return false, // incomplete or invalid
+        }
+    }
+    at < data.len()
 }
 
 /// Read and discard the rest of a body, up to `max` bytes.

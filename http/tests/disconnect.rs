@@ -114,6 +114,22 @@ fn pipelined_then_half_closed_is_answered(mode: Mode) {
     stop(h);
 }
 
+/// The same with a chunked request first (its end is found by decoding).
+fn pipelined_after_chunked_then_half_closed_is_answered(mode: Mode) {
+    let (h, _started, _events) = sleeper(mode);
+    let mut s = connect(h.local_addr());
+    s.write_all(
+        b"POST /sleep/200 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let resps = parse_all(&read_to_close(&mut s));
+    assert_eq!(resps.len(), 2);
+    assert_eq!(resps[0].body_str(), "/sleep/200 Ok(())");
+    assert_eq!(resps[1].body_str(), "/fast Ok(())");
+    stop(h);
+}
+
 fn keep_alive_client_is_not_cancelled(mode: Mode) {
     // A client that stays, across requests that block: never cancelled.
     let (h, _started, _events) = sleeper(mode);
@@ -132,5 +148,6 @@ both_modes!(
     client_close_cancels_the_handler,
     client_reset_cancels_the_handler,
     pipelined_then_half_closed_is_answered,
+    pipelined_after_chunked_then_half_closed_is_answered,
     keep_alive_client_is_not_cancelled,
 );
