@@ -192,7 +192,8 @@ impl Pace {
     }
 }
 
-fn is_read_timeout(e: &io::Error) -> bool {
+/// Whether `e` is a [`Conn`](stead_core::Conn) operation's own timeout.
+pub(crate) fn is_read_timeout(e: &io::Error) -> bool {
     e.get_ref()
         .is_some_and(|i| i.downcast_ref::<stead_core::Timeout>().is_some())
 }

@@ -21,7 +21,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use stead_core::Cancel;
 
-use crate::body::{Body, BodyErrorKind, BodyState, ConnBody, Pace};
+use crate::body::{Body, BodyErrorKind, BodyState, ConnBody, Pace, is_read_timeout};
 use crate::buf::ReadBuf;
 use crate::chunked::ChunkedDecoder;
 use crate::config::{Limits, Timeouts};
@@ -121,10 +121,8 @@ pub(crate) struct Session {
     /// Half-closed after an error: discarding input until then.
     linger_until: Option<Instant>,
     /// Event mode: a complete head whose (small) body is still arriving,
-    /// buffered in `pending`, since this instant.
-    body_since: Option<Instant>,
-    /// Event mode: what that body still needs (so each readiness looks at
-    /// the new bytes only, without parsing the head again).
+    /// buffered in `pending`, and what it still needs (so each readiness
+    /// looks at the new bytes only, without parsing the head again).
     awaiting: Option<Awaiting>,
     pub(crate) peer: Option<SocketAddr>,
 }
@@ -183,11 +181,6 @@ enum Step {
     Linger,
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    e.get_ref()
-        .is_some_and(|i| i.downcast_ref::<stead_core::Timeout>().is_some())
-}
-
 /// Process the connection until it has to wait (event mode) or closes.
 pub(crate) fn drive<I: Io>(
     sess: &mut Session,
@@ -211,16 +204,13 @@ pub(crate) fn drive<I: Io>(
     // thread mode.
     let mut input_ended = false;
     loop {
-        // Event mode: the length of a complete head whose body is awaited.
-        let mut awaiting_body = None;
         let still_awaiting = !input_ended
             && sess
                 .awaiting
                 .as_mut()
                 .is_some_and(|a| !a.arrived(bufs.rbuf.data(), &cfg.limits));
-        if still_awaiting {
-            awaiting_body = sess.awaiting.as_ref().map(|a| a.head_len);
-        } else if !bufs.rbuf.is_empty() {
+        // After this, `sess.awaiting` is set exactly when a body is awaited.
+        if !still_awaiting && !bufs.rbuf.is_empty() {
             // A body awaited until now is complete: serve it, don't wait again.
             let awaited = sess.awaiting.take().is_some();
             match parse_request_head(bufs.rbuf.data(), &cfg.limits) {
@@ -232,11 +222,9 @@ pub(crate) fn drive<I: Io>(
                     };
                     if let Some(a) = wait {
                         // Wait for the rest in the loop, holding no thread.
-                        awaiting_body = Some(a.head_len);
                         sess.awaiting = Some(a);
                     } else {
                         sess.head_deadline = None;
-                        sess.body_since = None;
                         match serve_request(sess, io, bufs, ctx, head, &cancel, None) {
                             Step::Continue => continue,
                             Step::Close => return Next::Close,
@@ -260,12 +248,8 @@ pub(crate) fn drive<I: Io>(
             cfg.timeouts.keep_alive
         };
         let mut left = None;
-        if let Some(head_len) = awaiting_body {
-            let since = *sess.body_since.get_or_insert_with(Instant::now);
-            let mut pace = Pace::new(&cfg.timeouts);
-            pace.waited = since.elapsed();
-            pace.received = (bufs.rbuf.len() - head_len) as u64;
-            let (wait, _) = pace.next_wait();
+        if let Some(a) = &sess.awaiting {
+            let (wait, _) = a.pace(bufs.rbuf.len(), &cfg.timeouts).next_wait();
             // At zero, park for an instant: the timeout path runs the handler.
             left = Some(wait.max(Duration::from_millis(1)));
         } else if !new_request {
@@ -316,7 +300,7 @@ pub(crate) fn drive<I: Io>(
             r => r,
         };
         match got {
-            Ok(0) if awaiting_body.is_some() => input_ended = true,
+            Ok(0) if sess.awaiting.is_some() => input_ended = true,
             Ok(0) => return Next::Close,
             Ok(n) => {
                 bufs.rbuf.filled(n);
@@ -327,7 +311,7 @@ pub(crate) fn drive<I: Io>(
                     return Next::Close;
                 }
             }
-            Err(e) if !new_request && is_timeout(&e) => {
+            Err(e) if !new_request && is_read_timeout(&e) => {
                 return request_timeout(io, &mut bufs.wbuf, ctx, HEAD_TIMEOUT);
             }
             Err(_) => return Next::Close,
@@ -346,8 +330,7 @@ pub(crate) fn on_timeout<I: Io>(
         return Next::Close;
     }
     let pending = sess.pending.take();
-    sess.awaiting = None;
-    let Some(since) = sess.body_since.take() else {
+    let Some(awaited) = sess.awaiting.take() else {
         return request_timeout(io, &mut bufs.wbuf, ctx, HEAD_TIMEOUT);
     };
     // A buffered body stalled. The handler runs now, as it would have in
@@ -359,10 +342,7 @@ pub(crate) fn on_timeout<I: Io>(
     let Ok(Some(head)) = parse_request_head(bufs.rbuf.data(), &ctx.cfg.limits) else {
         return Next::Close; // cannot happen: the head parsed when it parked
     };
-    let mut pace = Pace::new(&ctx.cfg.timeouts);
-    pace.waited = since.elapsed();
-    pace.received = (bufs.rbuf.len() - head.len) as u64;
-    let kind = match pace.next_wait() {
+    let kind = match awaited.pace(bufs.rbuf.len(), &ctx.cfg.timeouts).next_wait() {
         (_, true) => BodyErrorKind::TooSlow,
         (_, false) => BodyErrorKind::Timeout,
     };
@@ -391,6 +371,8 @@ fn request_timeout<I: Io>(io: &mut I, wbuf: &mut Vec<u8>, ctx: Ctx<'_>, why: &st
 struct Awaiting {
     head_len: usize,
     need: Need,
+    /// When the head was complete: the body has been awaited since.
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -425,6 +407,7 @@ impl Awaiting {
         let mut a = Awaiting {
             head_len: head.len,
             need,
+            since: Instant::now(),
         };
         (!a.arrived(data, limits)).then_some(a)
     }
@@ -436,19 +419,34 @@ impl Awaiting {
             Need::Total(n) => data.len() >= *n,
             Need::Chunked { dec, scanned } => {
                 let body = &data[self.head_len..];
-                if body.len() > limits.body_buffer {
-                    return true;
-                }
-                loop {
-                    match dec.decode(&body[*scanned..], usize::MAX) {
-                        // Errors are reported by the handler's read, as usual.
-                        Err(_) => return true,
-                        Ok(_) if dec.is_done() => return true,
-                        Ok(step) if step.consumed == 0 => return false,
-                        Ok(step) => *scanned += step.consumed,
-                    }
-                }
+                // Invalid framing is reported by the handler's read, as usual.
+                body.len() > limits.body_buffer || scan_chunked(dec, body, scanned) != Some(false)
             }
+        }
+    }
+
+    /// The minimum-rate budget of the wait so far, with `buffered` bytes
+    /// (head included) received.
+    fn pace(&self, buffered: usize, timeouts: &Timeouts) -> Pace {
+        let mut pace = Pace::new(timeouts);
+        pace.waited = self.since.elapsed();
+        pace.received = (buffered - self.head_len) as u64;
+        pace
+    }
+}
+
+/// Advance `dec` over `body[*at..]`: `Some(true)` once the chunked body is
+/// complete (`*at` is then its length), `Some(false)` if more input is
+/// needed, `None` if the framing is invalid.
+fn scan_chunked(dec: &mut ChunkedDecoder, body: &[u8], at: &mut usize) -> Option<bool> {
+    loop {
+        let step = dec.decode(&body[*at..], usize::MAX).ok()?;
+        *at += step.consumed;
+        if dec.is_done() {
+            return Some(true);
+        }
+        if step.consumed == 0 || *at == body.len() {
+            return Some(false);
         }
     }
 }
@@ -657,13 +655,7 @@ fn serve_request<I: Io>(
 fn bytes_after_chunked_body(data: &[u8], limits: &Limits) -> bool {
     let mut dec = ChunkedDecoder::new(limits.chunk_extensions, limits.trailers);
     let mut at = 0;
-    while !dec.is_done() {
-        match dec.decode(&data[at..], usize::MAX) {
-            Ok(step) if step.consumed > 0 => at += step.consumed,
-            _ => return false, // incomplete or invalid
-        }
-    }
-    at < data.len()
+    scan_chunked(&mut dec, data, &mut at) == Some(true) && at < data.len()
 }
 
 /// Read and discard the rest of a body, up to `max` bytes.
