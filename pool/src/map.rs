@@ -100,6 +100,11 @@ impl<'p, I: Iterator, F> Feed<'p, I, F> {
         Some(Run::Many(items))
     }
 
+    /// Hand out runs of up to `n` items (at least 1, at most the limit).
+    fn set_batch(&mut self, n: usize) {
+        self.batch = n.clamp(1, self.limit);
+    }
+
     fn size_hint(&self) -> (usize, Option<usize>) {
         let (lo, hi) = self.input.size_hint();
         let n = self.outstanding;
@@ -167,7 +172,7 @@ where
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn batch(mut self, n: usize) -> Self {
-        self.feed.batch = n.clamp(1, self.feed.limit);
+        self.feed.set_batch(n);
         self
     }
 
@@ -319,7 +324,7 @@ where
 
     /// Hand items to workers in runs of up to `n` per task; see [`Map::batch`].
     pub fn batch(mut self, n: usize) -> Self {
-        self.feed.batch = n.clamp(1, self.feed.limit);
+        self.feed.set_batch(n);
         self
     }
 
