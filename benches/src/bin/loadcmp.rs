@@ -1,5 +1,8 @@
 //! HTTP load comparison: stead's `hello` (thread and event modes) against the
 //! hyper twin (`hyper_hello`), same machine, same run, interleaved rounds.
+//! `std_hello` (plain `std` thread per connection, no timeouts or
+//! cancellation) runs too, as the floor of the thread-per-connection model:
+//! it separates what the model costs from what stead's thread mode adds.
 //!
 //! ```text
 //! cargo run --release -p stead-benches --bin loadcmp -- --quick      # < 3 minutes
@@ -8,7 +11,7 @@
 //!
 //! Options: `--conns 50,500,5000`, `--secs 5`, `--rounds 3`, `--idle 10000`
 //! (connections for the idle-memory test, 0 to skip), `--client-threads 2`,
-//! `--workers 2`, `--servers stead-threads,stead-event,hyper`, `--no-build`,
+//! `--workers 2`, `--servers stead-threads,std-threads,stead-event,hyper`, `--no-build`,
 //! `--no-wrk` (by default, when `wrk` is installed, each cell is also measured
 //! with it right after the built-in generator, in its own column).
 //!
@@ -55,7 +58,12 @@ fn parse_opts() -> Opts {
         idle: 10_000,
         client_threads: 2,
         workers: 2,
-        servers: vec!["stead-threads".into(), "stead-event".into(), "hyper".into()],
+        servers: vec![
+            "stead-threads".into(),
+            "std-threads".into(),
+            "stead-event".into(),
+            "hyper".into(),
+        ],
         build: true,
         write: false,
         wrk: have_wrk(),
@@ -148,6 +156,8 @@ fn build() {
             "stead-benches",
             "--bin",
             "hyper_hello",
+            "--bin",
+            "std_hello",
         ])
         .status()
         .expect("run cargo build");
@@ -174,6 +184,11 @@ impl Server {
             "hyper" => {
                 let mut c = Command::new(dir.join("hyper_hello"));
                 c.args(["--addr", "127.0.0.1:0", "--workers", &w]);
+                c
+            }
+            "std-threads" => {
+                let mut c = Command::new(dir.join("std_hello"));
+                c.args(["--addr", "127.0.0.1:0"]);
                 c
             }
             other => panic!("unknown server {other}"),
@@ -586,7 +601,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let o = parse_opts();
     if o.build {
-        eprintln!("loadcmp: building hello and hyper_hello (release)...");
+        eprintln!("loadcmp: building hello, hyper_hello and std_hello (release)...");
         build();
     }
     let started = Instant::now();
@@ -656,7 +671,8 @@ fn main() {
             "\n| server | RSS per idle keep-alive connection ({} conns) | threads |\n|---|---:|---:|\n",
             o.idle
         ));
-        for server in &o.servers {
+        // The floor server's idle cost is its thread stacks: not measured.
+        for server in o.servers.iter().filter(|s| *s != "std-threads") {
             if let Some((per, threads)) = idle_memory(server, o.idle, &o) {
                 idle.push_str(&format!(
                     "| {server} | {:.1} KB | {threads} |\n",
