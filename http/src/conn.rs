@@ -659,6 +659,10 @@ fn bytes_after_chunked_body(data: &[u8], limits: &Limits) -> bool {
 }
 
 /// Read and discard the rest of a body, up to `max` bytes.
+///
+/// Never inlined, like [`copy_reader`]: its scratch buffer would otherwise
+/// sit in `serve_request`'s frame, deepening every request's stack.
+#[inline(never)]
 fn drain_body<I: Io>(io: &mut I, rbuf: &mut ReadBuf, st: &mut BodyState, max: u64) -> bool {
     let mut scratch = [0u8; 4096];
     let mut total = 0u64;
@@ -797,6 +801,11 @@ pub(crate) fn write_response<I: Io>(
     io.flush()
 }
 
+// Never inlined: its 16 KiB scratch buffer would otherwise sit in
+// `serve_request`'s frame, and every request, even one answered from bytes,
+// would run 16 KiB deeper in its thread's stack (more stack memory per
+// thread-mode connection, more cache lines per request).
+#[inline(never)]
 fn copy_reader<I: Io>(
     io: &mut I,
     wbuf: &mut Vec<u8>,
