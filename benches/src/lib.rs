@@ -447,6 +447,43 @@ pub fn poll_ready<F: Future>(fut: F) -> F::Output {
     }
 }
 
+/// The command line of the load comparison's twin servers (`hyper_hello`,
+/// `std_hello`): `[--addr HOST:PORT] [--workers N]`, with `default_addr`
+/// and the number of CPUs as defaults. Panics with the expected form on a
+/// bad argument (these binaries are driven by `loadcmp`).
+///
+/// ```
+/// let (addr, workers) = stead_benches::server_args(
+///     "127.0.0.1:9", ["--workers", "3"].into_iter().map(String::from));
+/// assert_eq!((addr.port(), workers), (9, 3));
+/// ```
+pub fn server_args(
+    default_addr: &str,
+    args: impl IntoIterator<Item = String>,
+) -> (std::net::SocketAddr, usize) {
+    let mut addr = default_addr.parse().expect("default address");
+    let mut workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--addr" => {
+                addr = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--addr HOST:PORT")
+            }
+            "--workers" => {
+                workers = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--workers N")
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    (addr, workers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@
 //! `hyper hello: listening on http://ADDR (workers: N)` once bound.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -25,26 +24,7 @@ async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 }
 
 fn main() -> std::io::Result<()> {
-    let mut addr: SocketAddr = "127.0.0.1:8081".parse().expect("default address");
-    let mut workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--addr" => {
-                addr = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--addr HOST:PORT")
-            }
-            "--workers" => {
-                workers = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--workers N")
-            }
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let (addr, workers) = stead_benches::server_args("127.0.0.1:8081", std::env::args().skip(1));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()

@@ -11,29 +11,14 @@
 //! a client that never sends holds its thread forever.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 
 const BODY: &[u8] = b"Hello, World!";
 
 fn main() -> io::Result<()> {
-    let mut addr: SocketAddr = "127.0.0.1:8082".parse().expect("default address");
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--addr" => {
-                addr = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--addr HOST:PORT")
-            }
-            // Accepted for symmetry with the other servers; a thread per
-            // connection has no worker count.
-            "--workers" => {
-                args.next();
-            }
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    // `--workers` is accepted for symmetry with the other servers; a thread
+    // per connection has no worker count.
+    let (addr, _workers) = stead_benches::server_args("127.0.0.1:8082", std::env::args().skip(1));
     let listener = TcpListener::bind(addr)?;
     println!("std hello: listening on http://{}", listener.local_addr()?);
     loop {
