@@ -122,6 +122,32 @@ fn http(c: &mut Criterion) {
             out.len()
         })
     });
+
+    // The whole HTTP layer per request, without syscalls: 100 keep-alive
+    // requests (loadcmp's request, one per read) through stead-http's
+    // connection loop in memory, routed to the hello handler, answered,
+    // serialised. What a request costs in either server mode besides its
+    // `recv`, `send` and wait.
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loadcmp\r\n\r\n";
+    let app = stead_http::Router::new().get("/", |_req, _cancel| {
+        stead_http::with_content_type(
+            "text/plain",
+            stead_http::ResponseBody::from_static(b"Hello, World!"),
+        )
+    });
+    let input = [REQUEST; 100];
+    let answered = stead_http::simulate(&input, limits, &app);
+    assert_eq!(
+        answered
+            .windows(13)
+            .filter(|w| w == b"Hello, World!")
+            .count(),
+        100
+    );
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.bench_function("serve/hello_x100", |b| {
+        b.iter(|| stead_http::simulate(black_box(&input), limits, &app).len())
+    });
     g.finish();
 }
 
