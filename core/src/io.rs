@@ -410,22 +410,21 @@ impl<S: AsFd> Conn<S> {
 
     /// Block until the stream is readable (or cancelled / timed out) without reading.
     pub fn wait_readable(&mut self) -> io::Result<()> {
-        self.waiter.wait(
-            self.stream.as_fd(),
-            Interest::Read,
-            "read",
-            self.read_timeout,
-        )
+        self.wait_for(Interest::Read)
     }
 
     /// Block until the stream is writable (or cancelled / timed out).
     pub fn wait_writable(&mut self) -> io::Result<()> {
-        self.waiter.wait(
-            self.stream.as_fd(),
-            Interest::Write,
-            "write",
-            self.write_timeout,
-        )
+        self.wait_for(Interest::Write)
+    }
+
+    /// Wait for `interest` within that direction's timeout.
+    fn wait_for(&mut self, interest: Interest) -> io::Result<()> {
+        let (op, timeout) = match interest {
+            Interest::Read => ("read", self.read_timeout),
+            Interest::Write => ("write", self.write_timeout),
+        };
+        self.waiter.wait(self.stream.as_fd(), interest, op, timeout)
     }
 }
 
@@ -454,23 +453,19 @@ impl<S: Read + AsFd> Conn<S> {
     }
 }
 
-impl<S: Read + AsFd> Read for Conn<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.waiter.cancel.check()?;
+impl<S: AsFd> Conn<S> {
+    /// Run `op` on the stream until it stops reporting `WouldBlock`
+    /// (waiting for `interest` in between, within the operation's timeout)
+    /// or `Interrupted`.
+    #[inline]
+    fn retry<T>(
+        &mut self,
+        interest: Interest,
+        mut op: impl FnMut(&mut S) -> io::Result<T>,
+    ) -> io::Result<T> {
         loop {
-            match self.stream.read(buf) {
-                Ok(n) => {
-                    self.bytes_read += n as u64;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.waiter.wait(
-                        self.stream.as_fd(),
-                        Interest::Read,
-                        "read",
-                        self.read_timeout,
-                    )?;
-                }
+            match op(&mut self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_for(interest)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
             }
@@ -478,57 +473,28 @@ impl<S: Read + AsFd> Read for Conn<S> {
     }
 }
 
+impl<S: Read + AsFd> Read for Conn<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.waiter.cancel.check()?;
+        let n = self.retry(Interest::Read, |s| s.read(buf))?;
+        self.bytes_read += n as u64;
+        Ok(n)
+    }
+}
+
 impl<S: Write + AsFd> Write for Conn<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
-        loop {
-            match self.stream.write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.waiter.wait(
-                        self.stream.as_fd(),
-                        Interest::Write,
-                        "write",
-                        self.write_timeout,
-                    )?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
-            }
-        }
+        self.retry(Interest::Write, |s| s.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
-        loop {
-            match self.stream.write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.waiter.wait(
-                        self.stream.as_fd(),
-                        Interest::Write,
-                        "write",
-                        self.write_timeout,
-                    )?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
-            }
-        }
+        self.retry(Interest::Write, |s| s.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        loop {
-            match self.stream.flush() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.waiter.wait(
-                        self.stream.as_fd(),
-                        Interest::Write,
-                        "write",
-                        self.write_timeout,
-                    )?;
-                }
-                r => return r,
-            }
-        }
+        self.retry(Interest::Write, |s| s.flush())
     }
 }
 
