@@ -694,18 +694,12 @@ struct ThreadDrain<'a> {
 impl Drain for ThreadDrain<'_> {
     fn wait_closed(&mut self, deadline: Instant) -> usize {
         let shared = &self.handle.shared;
-        let mut conns = shared.lock();
-        while !conns.is_empty() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            conns = shared
-                .changed
-                .wait_timeout(conns, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let conns = shared.lock();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (conns, _) = shared
+            .changed
+            .wait_timeout_while(conns, left, |c| !c.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
         conns.len()
     }
 

@@ -403,18 +403,12 @@ impl dyn Control {
     /// Wait until no connection is open, or `deadline`.
     pub(crate) fn wait_open_zero(&self, deadline: Instant) {
         let core = self.core();
-        let mut g = lock(&core.limit);
-        while core.open.load(Ordering::SeqCst) > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            g = core
-                .limit_cv
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let g = lock(&core.limit);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = core
+            .limit_cv
+            .wait_timeout_while(g, left, |_| core.open.load(Ordering::SeqCst) > 0)
+            .unwrap_or_else(|e| e.into_inner());
     }
 
     pub(crate) fn server_stats(&self) -> ServerStats {
@@ -463,18 +457,12 @@ impl dyn Control {
     /// handlers at `deadline` (those are left detached, and logged).
     pub(crate) fn join_threads(&self, stuck: usize, deadline: Instant) {
         let core = self.core();
-        let mut q = lock(&core.runq);
-        while q.total > stuck {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            q = core
-                .runq_cv
-                .wait_timeout(q, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let q = lock(&core.runq);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (mut q, _) = core
+            .runq_cv
+            .wait_timeout_while(q, left, |q| q.total > stuck)
+            .unwrap_or_else(|e| e.into_inner());
         let handles = std::mem::take(&mut q.handles);
         let left = q.total;
         drop(q);
