@@ -244,7 +244,9 @@ fn limits_of(v: &Vector) -> Limits {
     l
 }
 
-/// What each client connection (by its port) got its handler to see.
+/// What each client connection (by its port) got its handler to see, for
+/// one server: a client port is unique among one server's live connections,
+/// but not across servers, nor over time (see `check`).
 type Seen = Arc<Mutex<BTreeMap<u16, Vec<String>>>>;
 
 /// Records the path of every request it is called for (by client port),
@@ -282,6 +284,10 @@ fn start_server(mode: Mode, limits: Limits, seen: &Seen) -> HttpServerHandle {
 fn check(v: &Vector, addr: SocketAddr, seen: &Seen) -> Result<(), String> {
     let mut s = connect(addr);
     let port = s.local_addr().unwrap().port();
+    // The kernel may hand out a port an earlier, finished connection to this
+    // server used: forget what that one saw. (Nothing of this connection has
+    // been sent yet.)
+    seen.lock().unwrap().remove(&port);
     let mut input = v.send.clone();
     if v.probe {
         input.extend_from_slice(PROBE);
@@ -360,14 +366,15 @@ fn check(v: &Vector, addr: SocketAddr, seen: &Seen) -> Result<(), String> {
 
 fn run_all(mode: Mode) {
     let vectors = load();
-    let seen: Seen = Arc::default();
-    // One server per distinct limits; vectors run 8 at a time.
-    let mut servers: BTreeMap<String, HttpServerHandle> = BTreeMap::new();
+    // One server (and its own record of what it served) per distinct
+    // limits; vectors run 8 at a time.
+    let mut servers: BTreeMap<String, (HttpServerHandle, Seen)> = BTreeMap::new();
     for v in &vectors {
         let key = format!("{:?}", v.limits);
-        servers
-            .entry(key)
-            .or_insert_with(|| start_server(mode, limits_of(v), &seen));
+        servers.entry(key).or_insert_with(|| {
+            let seen = Seen::default();
+            (start_server(mode, limits_of(v), &seen), seen)
+        });
     }
     let failures = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -377,15 +384,17 @@ fn run_all(mode: Mode) {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(v) = vectors.get(i) else { break };
-                    let addr = servers[&format!("{:?}", v.limits)].local_addr();
-                    let r = catch_unwind(AssertUnwindSafe(|| check(v, addr, &seen)))
-                        .unwrap_or_else(|p| {
+                    let (server, seen) = &servers[&format!("{:?}", v.limits)];
+                    let addr = server.local_addr();
+                    let r = catch_unwind(AssertUnwindSafe(|| check(v, addr, seen))).unwrap_or_else(
+                        |p| {
                             Err(p
                                 .downcast_ref::<String>()
                                 .cloned()
                                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                                 .unwrap_or_else(|| "panicked".into()))
-                        });
+                        },
+                    );
                     if let Err(e) = r {
                         failures
                             .lock()
@@ -396,7 +405,7 @@ fn run_all(mode: Mode) {
             });
         }
     });
-    for (_, h) in servers {
+    for (_, (h, _)) in servers {
         stop(h);
     }
     let failures = failures.into_inner().unwrap();
