@@ -89,9 +89,17 @@ fn accept_backs_off_on_emfile_and_recovers() {
     while let Ok(f) = File::open("/dev/null") {
         hog.push(f);
     }
-    // Free one for the client's own socket; the server has none left.
-    hog.pop();
-    let mut client = TcpStream::connect(addr).unwrap();
+    // Free one for the client's own socket; the server has none left. A
+    // server thread may take the freed descriptor first (the accept thread
+    // creates its wake-up eventfd at its first wait): free another then.
+    let mut client = loop {
+        assert!(hog.pop().is_some(), "no descriptor left to free");
+        match TcpStream::connect(addr) {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(24) => continue, // EMFILE
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
