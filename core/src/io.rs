@@ -426,6 +426,24 @@ impl<S: AsFd> Conn<S> {
         };
         self.waiter.wait(self.stream.as_fd(), interest, op, timeout)
     }
+
+    /// Run `op` on the stream until it stops reporting `WouldBlock`
+    /// (waiting for `interest` in between, within the operation's timeout)
+    /// or `Interrupted`.
+    #[inline]
+    fn retry<T>(
+        &mut self,
+        interest: Interest,
+        mut op: impl FnMut(&mut S) -> io::Result<T>,
+    ) -> io::Result<T> {
+        loop {
+            match op(&mut self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_for(interest)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
 }
 
 impl<S: AsFd> AsFd for Conn<S> {
@@ -447,26 +465,6 @@ impl<S: Read + AsFd> Conn<S> {
                     self.bytes_read += n as u64;
                     return Ok(n);
                 }
-                r => return r,
-            }
-        }
-    }
-}
-
-impl<S: AsFd> Conn<S> {
-    /// Run `op` on the stream until it stops reporting `WouldBlock`
-    /// (waiting for `interest` in between, within the operation's timeout)
-    /// or `Interrupted`.
-    #[inline]
-    fn retry<T>(
-        &mut self,
-        interest: Interest,
-        mut op: impl FnMut(&mut S) -> io::Result<T>,
-    ) -> io::Result<T> {
-        loop {
-            match op(&mut self.stream) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_for(interest)?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
             }
         }
