@@ -42,6 +42,13 @@ pub trait Spawner: Send + Sync + 'static {
     fn spawn(&self, name: String, stack_size: usize, job: Job) -> Result<(), (io::Error, Job)>;
 }
 
+/// A shared spawner, e.g. one a builder keeps for several servers.
+impl<T: Spawner + ?Sized> Spawner for Arc<T> {
+    fn spawn(&self, name: String, stack_size: usize, job: Job) -> Result<(), (io::Error, Job)> {
+        (**self).spawn(name, stack_size, job)
+    }
+}
+
 /// The standard spawner: one OS thread per job.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ThreadSpawner;

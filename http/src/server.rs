@@ -211,7 +211,7 @@ impl HttpServerBuilder {
                     .cancel_wait(self.cancel_wait)
                     .nodelay(true);
                 if let Some(s) = &self.spawner {
-                    b = b.spawner(SharedSpawner(s.clone()));
+                    b = b.spawner(s.clone());
                 }
                 Bound::Threads(b.bind(addr)?)
             }
@@ -227,7 +227,7 @@ impl HttpServerBuilder {
                     b = b.workers(n);
                 }
                 if let Some(s) = &self.spawner {
-                    b = b.spawner(SharedSpawner(s.clone()));
+                    b = b.spawner(s.clone());
                 }
                 Bound::Event(b.bind(addr)?)
             }
@@ -236,20 +236,6 @@ impl HttpServerBuilder {
             inner,
             config: self,
         })
-    }
-}
-
-/// The builder's spawner, shared by its clones.
-struct SharedSpawner(Arc<dyn stead_core::Spawner>);
-
-impl stead_core::Spawner for SharedSpawner {
-    fn spawn(
-        &self,
-        name: String,
-        stack_size: usize,
-        job: stead_core::Job,
-    ) -> Result<(), (io::Error, stead_core::Job)> {
-        self.0.spawn(name, stack_size, job)
     }
 }
 
