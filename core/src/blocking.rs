@@ -51,6 +51,13 @@ pub fn has_observer() -> bool {
     OBSERVER.with(|o| o.borrow().is_some())
 }
 
+/// Whether [`enter`] here would tell anyone (an observer, or a hang-up
+/// watch scope not armed yet): code that cannot tell in advance whether a
+/// call will block tries it without blocking first only then.
+pub(crate) fn would_notify() -> bool {
+    DEPTH.with(Cell::get) == 0 && (crate::hangup::would_arm() || has_observer())
+}
+
 /// Mark the start of a blocking section; it ends when the guard drops.
 pub fn enter() -> BlockingGuard {
     let depth = DEPTH.with(|d| {

@@ -203,6 +203,11 @@ pub(crate) fn end(id: u64, fd: BorrowedFd<'_>) {
     }
 }
 
+/// Whether [`on_block`] would arm a connection now.
+pub(crate) fn would_arm() -> bool {
+    SCOPE.with(|s| s.get().is_some_and(|s| !s.armed))
+}
+
 /// Called by [`blocking::enter`](crate::blocking::enter) at depth 0: arm the
 /// scope's connection, once per scope.
 pub(crate) fn on_block() {

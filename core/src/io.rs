@@ -6,6 +6,10 @@
 //! token's deadline as the poll timeout. No thread per operation, no busy
 //! waiting: a blocked call costs one `poll` and wakes when there is something
 //! to do.
+//!
+//! A connection that keeps one thread for its life can instead block in the
+//! syscall itself ([`Conn::block_in_syscalls`]): one syscall per read, with a
+//! cancel shutting the socket down to interrupt it.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -14,7 +18,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
+
 use crate::backoff::Backoff;
+use crate::blocking_socket::BlockingSocket;
 use crate::cancel::{Cancel, CancelReason, Cancelled};
 use crate::sys::{self, Interest, Woke};
 
@@ -154,6 +161,9 @@ pub struct Conn<S = TcpStream> {
     /// Hang-up watch registration; declared before `stream` so it is
     /// dropped (unregistered) before the socket closes.
     hangup: Option<crate::hangup::Registration>,
+    /// Blocking-syscall mode (thread per connection); declared before
+    /// `stream` so a late cancel cannot reach a closed descriptor.
+    blocking: Option<BlockingSocket>,
     stream: S,
     waiter: Waiter,
     /// Bytes read through `read`/`try_read`: event servers judge progress by it.
@@ -195,6 +205,26 @@ impl Conn<TcpStream> {
     pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
         self.stream.shutdown(how)
     }
+
+    /// Let reads and writes block in the syscall itself, for a connection
+    /// that keeps one thread for its whole life (thread per connection).
+    ///
+    /// The socket goes to blocking mode: a read is one `recv` instead of a
+    /// `poll` and a `recv`, and the timeouts become `SO_RCVTIMEO` /
+    /// `SO_SNDTIMEO`. Cancellation (and the token's deadline) still
+    /// interrupts a blocked call promptly, by shutting the socket down,
+    /// which ends the connection, as a cancel does anyway. Only worth it on
+    /// a thread that has nothing else to do while the connection waits;
+    /// stead-core's [`Server`](crate::Server) turns it on for its connections.
+    /// [`get_mut`](Conn::get_mut), [`into_inner`](Conn::into_inner),
+    /// [`map`](Conn::map) and [`try_map`](Conn::try_map) turn it off (the
+    /// socket is non-blocking again).
+    pub fn block_in_syscalls(&mut self) -> io::Result<()> {
+        if self.blocking.is_none() {
+            self.blocking = Some(BlockingSocket::enable(&self.stream, &self.waiter.cancel)?);
+        }
+        Ok(())
+    }
 }
 
 impl<S> Conn<S> {
@@ -205,6 +235,7 @@ impl<S> Conn<S> {
     pub fn from_nonblocking(stream: S, cancel: Cancel) -> Self {
         Conn {
             hangup: None,
+            blocking: None,
             stream,
             waiter: Waiter {
                 cancel,
@@ -228,6 +259,9 @@ impl<S> Conn<S> {
     pub fn replace_cancel(&mut self, cancel: Cancel) -> Cancel {
         self.hangup = None;
         self.waiter.reg = None;
+        if let Some(b) = &mut self.blocking {
+            b.rebind(&cancel);
+        }
         std::mem::replace(&mut self.waiter.cancel, cancel)
     }
 
@@ -262,23 +296,41 @@ impl<S> Conn<S> {
     /// the next watch scope registers again.
     pub fn get_mut(&mut self) -> &mut S {
         self.hangup = None;
+        self.leave_blocking();
         &mut self.stream
     }
 
-    /// Unwrap the stream (still non-blocking).
-    pub fn into_inner(self) -> S {
+    /// Unwrap the stream (non-blocking).
+    pub fn into_inner(mut self) -> S {
+        self.leave_blocking();
         let Conn { hangup, stream, .. } = self;
         drop(hangup);
         stream
     }
 
+    /// Whether reads and writes block in the syscall itself (see
+    /// [`block_in_syscalls`](Conn::block_in_syscalls)): then waiting for
+    /// readiness before a read only adds a syscall.
+    pub fn blocks_in_syscalls(&self) -> bool {
+        self.blocking.is_some()
+    }
+
+    /// Back to a non-blocking descriptor, before the stream changes hands.
+    fn leave_blocking(&mut self) {
+        if let Some(b) = self.blocking.take() {
+            b.leave();
+        }
+    }
+
     /// Wrap the stream in another (e.g. TLS) while keeping the token,
     /// timeouts and server tracking.
-    pub fn map<T>(self, f: impl FnOnce(S) -> T) -> Conn<T> {
+    pub fn map<T>(mut self, f: impl FnOnce(S) -> T) -> Conn<T> {
         // Unregister first: `f` may close the descriptor.
+        self.leave_blocking();
         drop(self.hangup);
         Conn {
             hangup: None,
+            blocking: None,
             stream: f(self.stream),
             waiter: self.waiter,
             bytes_read: self.bytes_read,
@@ -289,10 +341,12 @@ impl<S> Conn<S> {
     }
 
     /// Fallible [`map`](Conn::map).
-    pub fn try_map<T, E>(self, f: impl FnOnce(S) -> Result<T, E>) -> Result<Conn<T>, E> {
+    pub fn try_map<T, E>(mut self, f: impl FnOnce(S) -> Result<T, E>) -> Result<Conn<T>, E> {
+        self.leave_blocking();
         drop(self.hangup);
         Ok(Conn {
             hangup: None,
+            blocking: None,
             stream: f(self.stream)?,
             waiter: self.waiter,
             bytes_read: self.bytes_read,
@@ -458,6 +512,17 @@ impl<S: Read + AsFd> Conn<S> {
     /// counts the bytes (see [`bytes_read`](Conn::bytes_read)).
     pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
+        if self.blocking.is_some() {
+            let fd = self.stream.as_fd();
+            let n = loop {
+                match rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
+                    Err(rustix::io::Errno::INTR) => {}
+                    r => break r.map(|(n, _)| n)?,
+                }
+            };
+            self.bytes_read += n as u64;
+            return Ok(n);
+        }
         loop {
             match self.stream.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -474,7 +539,18 @@ impl<S: Read + AsFd> Conn<S> {
 impl<S: Read + AsFd> Read for Conn<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
-        let n = self.retry(Interest::Read, |s| s.read(buf))?;
+        let n = if let Some(b) = &mut self.blocking {
+            let fd = self.stream.as_fd();
+            b.run(
+                fd,
+                &self.waiter.cancel,
+                Interest::Read,
+                self.read_timeout,
+                |nb| rustix::net::recv(fd, &mut *buf, recv_flags(nb)).map(|(n, _)| n),
+            )?
+        } else {
+            self.retry(Interest::Read, |s| s.read(buf))?
+        };
         self.bytes_read += n as u64;
         Ok(n)
     }
@@ -483,16 +559,59 @@ impl<S: Read + AsFd> Read for Conn<S> {
 impl<S: Write + AsFd> Write for Conn<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
+        if let Some(b) = &mut self.blocking {
+            let fd = self.stream.as_fd();
+            return b.run(
+                fd,
+                &self.waiter.cancel,
+                Interest::Write,
+                self.write_timeout,
+                |nb| rustix::net::send(fd, buf, send_flags(nb)),
+            );
+        }
         self.retry(Interest::Write, |s| s.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
+        if let Some(b) = &mut self.blocking {
+            let fd = self.stream.as_fd();
+            return b.run(
+                fd,
+                &self.waiter.cancel,
+                Interest::Write,
+                self.write_timeout,
+                |nb| {
+                    let mut no_control = SendAncillaryBuffer::default();
+                    rustix::net::sendmsg(fd, bufs, &mut no_control, send_flags(nb))
+                },
+            );
+        }
         self.retry(Interest::Write, |s| s.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if self.blocking.is_some() {
+            return Ok(()); // a TCP socket buffers nothing in user space
+        }
         self.retry(Interest::Write, |s| s.flush())
+    }
+}
+
+fn recv_flags(dontwait: bool) -> RecvFlags {
+    if dontwait {
+        RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::empty()
+    }
+}
+
+/// `MSG_NOSIGNAL` always: a peer that went away is an `EPIPE`, not a `SIGPIPE`.
+fn send_flags(dontwait: bool) -> SendFlags {
+    if dontwait {
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT
+    } else {
+        SendFlags::NOSIGNAL
     }
 }
 

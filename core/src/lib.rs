@@ -65,6 +65,7 @@
 
 mod backoff;
 pub mod blocking;
+mod blocking_socket;
 mod cancel;
 mod driver;
 mod hangup;

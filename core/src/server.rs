@@ -540,6 +540,10 @@ fn accept_loop(mut listener: Listener, shared: Arc<Shared>, handler: Arc<dyn Han
             let mut conn = Conn::from_nonblocking(stream, conn_cancel);
             conn.set_tracker(slot);
             conn.set_sticky();
+            // The thread waits for nothing else: let the kernel block it.
+            if let Err(e) = conn.block_in_syscalls() {
+                log::debug!("stead: connection from {peer} stays non-blocking: {e}");
+            }
             if catch_unwind(AssertUnwindSafe(|| h.handle(conn))).is_err() {
                 sh.stats.panicked.fetch_add(1, Ordering::Relaxed);
                 log::error!(

@@ -1,12 +1,16 @@
 //! Blocked read, write and accept return promptly on cancel, deadline and
-//! timeout, and the error says which.
+//! timeout, and the error says which. The `Conn` cases run twice: over a
+//! non-blocking socket (poll, then the syscall) and in blocking-syscall mode
+//! (`Conn::block_in_syscalls`, what thread-per-connection servers use).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use stead_core::blocking::{self, BlockingObserver};
 use stead_core::{Cancel, CancelReason, Cancelled, Conn, Listener, Timeout};
 
 /// The issue asks for 10 ms; slack for a noisy shared 2-core machine.
@@ -18,6 +22,42 @@ fn pair() -> (TcpStream, TcpStream) {
     let (s, _) = l.accept().unwrap();
     (c, s)
 }
+
+/// A `Conn` over `s`, in blocking-syscall mode if asked.
+fn conn(s: TcpStream, token: Cancel, blocking: bool) -> Conn {
+    let mut c = Conn::new(s, token).unwrap();
+    if blocking {
+        c.block_in_syscalls().unwrap();
+        assert!(c.blocks_in_syscalls());
+    }
+    c
+}
+
+/// One `#[test]` per mode for each case.
+macro_rules! both_modes {
+    ($($case:ident),* $(,)?) => {
+        mod nonblocking {
+            $( #[test] fn $case() { super::$case(false) } )*
+        }
+        mod blocking_syscalls {
+            $( #[test] fn $case() { super::$case(true) } )*
+        }
+    };
+}
+
+both_modes!(
+    blocked_read_returns_promptly_on_cancel,
+    blocked_read_returns_at_the_token_deadline_as_timed_out,
+    read_timeout_is_a_timeout_not_a_cancellation,
+    zero_read_timeout_times_out_at_once_unless_data_is_ready,
+    reads_data_and_eof_like_std,
+    try_read_never_blocks,
+    cancelled_conn_refuses_even_ready_data,
+    blocked_write_to_a_peer_not_reading_returns_promptly_on_cancel,
+    blocked_write_times_out,
+    vectored_writes_arrive_whole,
+    a_read_announces_a_block_only_when_it_blocks,
+);
 
 /// Run `op` on a thread, cancel `token` once it has started, and return
 /// the error and how long after the cancel it came back.
@@ -38,11 +78,10 @@ where
     (e, t1.saturating_duration_since(t0))
 }
 
-#[test]
-fn blocked_read_returns_promptly_on_cancel() {
+fn blocked_read_returns_promptly_on_cancel(blocking: bool) {
     let (_client, server) = pair();
     let token = Cancel::new();
-    let mut conn = Conn::new(server, token.clone()).unwrap();
+    let mut conn = conn(server, token.clone(), blocking);
     let (e, took) = cancel_while_blocked(token, move || conn.read(&mut [0u8; 8]).unwrap_err());
     assert!(took < PROMPT, "read returned {took:?} after cancel");
     assert_eq!(e.kind(), ErrorKind::Other);
@@ -52,11 +91,10 @@ fn blocked_read_returns_promptly_on_cancel() {
     );
 }
 
-#[test]
-fn blocked_read_returns_at_the_token_deadline_as_timed_out() {
+fn blocked_read_returns_at_the_token_deadline_as_timed_out(blocking: bool) {
     let (_client, server) = pair();
     let token = Cancel::with_timeout(Duration::from_millis(50));
-    let mut conn = Conn::new(server, token.clone()).unwrap();
+    let mut conn = conn(server, token.clone(), blocking);
     let e = conn.read(&mut [0u8; 8]).unwrap_err();
     let late = Instant::now().saturating_duration_since(token.deadline().unwrap());
     assert!(late < PROMPT, "read overshot the deadline by {late:?}");
@@ -64,10 +102,9 @@ fn blocked_read_returns_at_the_token_deadline_as_timed_out() {
     assert!(Cancelled::from_io(&e).unwrap().is_timeout());
 }
 
-#[test]
-fn read_timeout_is_a_timeout_not_a_cancellation() {
+fn read_timeout_is_a_timeout_not_a_cancellation(blocking: bool) {
     let (_client, server) = pair();
-    let mut conn = Conn::new(server, Cancel::new()).unwrap();
+    let mut conn = conn(server, Cancel::new(), blocking);
     conn.set_read_timeout(Some(Duration::from_millis(30)));
     let start = Instant::now();
     let e = conn.read(&mut [0u8; 8]).unwrap_err();
@@ -83,10 +120,9 @@ fn read_timeout_is_a_timeout_not_a_cancellation() {
     );
 }
 
-#[test]
-fn reads_data_and_eof_like_std() {
+fn reads_data_and_eof_like_std(blocking: bool) {
     let (mut client, server) = pair();
-    let mut conn = Conn::new(server, Cancel::new()).unwrap();
+    let mut conn = conn(server, Cancel::new(), blocking);
     client.write_all(b"hello").unwrap();
     let mut buf = [0u8; 5];
     conn.read_exact(&mut buf).unwrap();
@@ -95,11 +131,10 @@ fn reads_data_and_eof_like_std() {
     assert_eq!(conn.read(&mut buf).unwrap(), 0);
 }
 
-#[test]
-fn cancelled_conn_refuses_even_ready_data() {
+fn cancelled_conn_refuses_even_ready_data(blocking: bool) {
     let (mut client, server) = pair();
     let token = Cancel::new();
-    let mut conn = Conn::new(server, token.clone()).unwrap();
+    let mut conn = conn(server, token.clone(), blocking);
     client.write_all(b"data").unwrap();
     token.shutdown();
     let e = conn.read(&mut [0u8; 4]).unwrap_err();
@@ -109,11 +144,10 @@ fn cancelled_conn_refuses_even_ready_data() {
     );
 }
 
-#[test]
-fn blocked_write_to_a_peer_not_reading_returns_promptly_on_cancel() {
+fn blocked_write_to_a_peer_not_reading_returns_promptly_on_cancel(blocking: bool) {
     let (_client, server) = pair();
     let token = Cancel::new();
-    let mut conn = Conn::new(server, token.clone()).unwrap();
+    let mut conn = conn(server, token.clone(), blocking);
     let (e, took) = cancel_while_blocked(token, move || {
         let chunk = vec![0u8; 1 << 20];
         loop {
@@ -129,10 +163,9 @@ fn blocked_write_to_a_peer_not_reading_returns_promptly_on_cancel() {
     );
 }
 
-#[test]
-fn blocked_write_times_out() {
+fn blocked_write_times_out(blocking: bool) {
     let (_client, server) = pair();
-    let mut conn = Conn::new(server, Cancel::new()).unwrap();
+    let mut conn = conn(server, Cancel::new(), blocking);
     conn.set_write_timeout(Some(Duration::from_millis(30)));
     let chunk = vec![0u8; 1 << 20];
     let e = loop {
@@ -145,6 +178,163 @@ fn blocked_write_times_out() {
         e.get_ref().unwrap().downcast_ref::<Timeout>().unwrap().op,
         "write"
     );
+}
+
+fn zero_read_timeout_times_out_at_once_unless_data_is_ready(blocking: bool) {
+    let (mut client, server) = pair();
+    let mut conn = conn(server, Cancel::new(), blocking);
+    conn.set_read_timeout(Some(Duration::ZERO));
+    let e = conn.read(&mut [0u8; 8]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    client.write_all(b"ab").unwrap();
+    // Data in flight on loopback: a blocking read (generous timeout) then
+    // proves it arrived; the zero-timeout read below must take what is there.
+    conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut one = [0u8; 1];
+    conn.read_exact(&mut one).unwrap();
+    conn.set_read_timeout(Some(Duration::ZERO));
+    assert_eq!(conn.read(&mut one).unwrap(), 1);
+    assert_eq!(&one, b"b");
+}
+
+fn try_read_never_blocks(blocking: bool) {
+    let (mut client, server) = pair();
+    let mut conn = conn(server, Cancel::new(), blocking);
+    let mut buf = [0u8; 8];
+    let e = conn.try_read(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    client.write_all(b"xy").unwrap();
+    conn.wait_readable().unwrap();
+    assert_eq!(conn.try_read(&mut buf).unwrap(), 2);
+    assert_eq!(conn.bytes_read(), 2);
+}
+
+fn vectored_writes_arrive_whole(blocking: bool) {
+    let (mut client, server) = pair();
+    let mut conn = conn(server, Cancel::new(), blocking);
+    conn.set_write_timeout(Some(Duration::from_secs(10)));
+    let a = vec![1u8; 300_000];
+    let b = vec![2u8; 300_000];
+    let reader = thread::spawn(move || {
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        got
+    });
+    let (mut a_left, mut b_left) = (&a[..], &b[..]);
+    while !a_left.is_empty() || !b_left.is_empty() {
+        let n = conn
+            .write_vectored(&[std::io::IoSlice::new(a_left), std::io::IoSlice::new(b_left)])
+            .unwrap();
+        let from_a = n.min(a_left.len());
+        a_left = &a_left[from_a..];
+        b_left = &b_left[n - from_a..];
+    }
+    drop(conn);
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), 600_000);
+    assert!(got[..300_000].iter().all(|&x| x == 1) && got[300_000..].iter().all(|&x| x == 2));
+}
+
+/// Counts blocking sections and reports the first through a channel.
+struct Announced(std::sync::Mutex<Option<mpsc::Sender<()>>>, AtomicUsize);
+
+impl BlockingObserver for Announced {
+    fn enter(&self) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        if let Some(tx) = self.0.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+    fn exit(&self) {}
+}
+
+/// Pools and event loops learn of a read that blocks (to add a worker),
+/// and only of one that does.
+fn a_read_announces_a_block_only_when_it_blocks(blocking: bool) {
+    let (mut client, server) = pair();
+    let mut conn = conn(server, Cancel::new(), blocking);
+    let (tx, rx) = mpsc::channel();
+    let obs = Arc::new(Announced(
+        std::sync::Mutex::new(Some(tx)),
+        AtomicUsize::new(0),
+    ));
+    client.write_all(b"a").unwrap();
+    conn.wait_readable().unwrap();
+    blocking::set_observer(Some(obs.clone()));
+    let mut one = [0u8; 1];
+    conn.read_exact(&mut one).unwrap();
+    assert_eq!(
+        obs.1.load(Ordering::SeqCst),
+        0,
+        "a ready read is not a block"
+    );
+    // The writer waits until the read has announced that it blocks.
+    let writer = thread::spawn(move || {
+        rx.recv().unwrap();
+        client.write_all(b"b").unwrap();
+        client
+    });
+    conn.read_exact(&mut one).unwrap();
+    blocking::set_observer(None);
+    assert_eq!(&one, b"b");
+    assert_eq!(obs.1.load(Ordering::SeqCst), 1);
+    drop(writer.join().unwrap());
+}
+
+/// Blocking-syscall mode ends when the stream is handed out: the socket is
+/// non-blocking again, as `Conn::new` made it.
+#[test]
+fn handing_out_the_stream_leaves_blocking_syscall_mode() {
+    let would_block = |s: &TcpStream| (&*s).read(&mut [0u8; 1]).unwrap_err().kind();
+    let (_c1, server) = pair();
+    let mut c = conn(server, Cancel::new(), true);
+    assert_eq!(would_block(c.get_mut()), ErrorKind::WouldBlock);
+    assert!(!c.blocks_in_syscalls());
+
+    let (_c2, server) = pair();
+    let s = conn(server, Cancel::new(), true).into_inner();
+    assert_eq!(would_block(&s), ErrorKind::WouldBlock);
+
+    let (_c3, server) = pair();
+    let c = conn(server, Cancel::new(), true).map(|s| s);
+    assert!(!c.blocks_in_syscalls());
+    assert_eq!(would_block(c.get_ref()), ErrorKind::WouldBlock);
+}
+
+/// A cancel that comes after the `Conn` closed its socket must not touch a
+/// new socket that reused the descriptor number.
+#[test]
+fn a_late_cancel_leaves_a_reused_descriptor_alone() {
+    let (_client, server) = pair();
+    let token = Cancel::new();
+    let old = conn(server, token.clone(), true);
+    drop(old);
+    let (mut client, mut server) = pair();
+    token.cancel();
+    client.write_all(b"ok").unwrap();
+    let mut buf = [0u8; 2];
+    server.read_exact(&mut buf).unwrap();
+    server.write_all(b"!").unwrap();
+    client.read_exact(&mut buf[..1]).unwrap();
+    assert_eq!(&buf, b"!k");
+}
+
+/// A replaced token takes over: the new one interrupts a blocked read, the
+/// old one no longer reaches the socket.
+#[test]
+fn blocking_syscall_mode_follows_a_replaced_token() {
+    let (mut client, server) = pair();
+    let old = Cancel::new();
+    let mut c = conn(server, old.clone(), true);
+    let new = Cancel::new();
+    c.replace_cancel(new.clone());
+    old.cancel();
+    client.write_all(b"z").unwrap();
+    let mut one = [0u8; 1];
+    c.read_exact(&mut one).unwrap();
+    let (e, took) = cancel_while_blocked(new, move || c.read(&mut one).unwrap_err());
+    assert!(took < PROMPT, "read returned {took:?} after cancel");
+    assert!(Cancelled::from_io(&e).is_some());
 }
 
 #[test]

@@ -79,6 +79,11 @@ impl Io for Conn<TcpStream> {
     }
 
     fn wait_readable(&mut self) -> io::Result<()> {
+        if self.blocks_in_syscalls() {
+            // The read that follows waits itself (same timeout, same
+            // cancellation): polling first would only add a syscall.
+            return Ok(());
+        }
         Conn::wait_readable(self)
     }
 

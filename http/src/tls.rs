@@ -186,14 +186,12 @@ impl<'a> TlsIo<'a> {
     /// Send every queued TLS record, waiting for the socket as needed.
     fn flush_tls(&mut self) -> io::Result<()> {
         while self.tls.wants_write() {
-            // Through `&TcpStream` (not `get_mut`, which would end the
-            // connection's hang-up watch registration).
-            match self.tls.write_tls(&mut self.conn.get_ref()) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.conn.wait_writable()?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            // Through the `Conn` (not `get_mut`, which would end the
+            // connection's hang-up watch registration and blocking mode):
+            // the write timeout and the token bound each write.
+            // `Conn::write` waits out `WouldBlock` and retries `Interrupted`.
+            if self.tls.write_tls(&mut *self.conn)? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
         }
         Ok(())
