@@ -329,7 +329,7 @@ impl Server {
         let local_addr = self.listener.local_addr().ok();
         let shared = Arc::new(Shared {
             root: Cancel::new(),
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
             conns: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
             stats: Counters::default(),
@@ -403,14 +403,15 @@ const CLOSING: u8 = 2;
 struct Slot {
     cancel: Cancel,
     state: AtomicU8,
-    shared: std::sync::Weak<Shared>,
+    /// The server's flag. Its own allocation, read-mostly: a connection
+    /// checks it twice per request, which must not touch a reference count
+    /// shared with every other connection thread.
+    draining: Arc<AtomicBool>,
 }
 
 impl Slot {
     fn is_draining(&self) -> bool {
-        self.shared
-            .upgrade()
-            .is_none_or(|s| s.draining.load(Ordering::SeqCst))
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Claim an idle connection for closing; `false` if it is busy (or already claimed).
@@ -460,7 +461,7 @@ impl ConnTracker for Slot {
 struct Shared {
     /// Parent of every connection token; cancelled when the grace period ends.
     root: Cancel,
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
     conns: Mutex<HashMap<u64, Arc<Slot>>>,
     /// Notified whenever a connection ends (and when accepting is cancelled).
     changed: Condvar,
@@ -525,7 +526,7 @@ fn accept_loop(mut listener: Listener, shared: Arc<Shared>, handler: Arc<dyn Han
         let slot = Arc::new(Slot {
             cancel: conn_cancel.clone(),
             state: AtomicU8::new(ACTIVE),
-            shared: Arc::downgrade(&shared),
+            draining: shared.draining.clone(),
         });
         shared.lock().insert(id, slot.clone());
         shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
