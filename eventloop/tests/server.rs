@@ -14,8 +14,19 @@ use util::{Client, LinesFactory, Note, thread_count};
 
 #[test]
 fn keep_alive_requests_are_answered_and_shutdown_closes_idle_connections() {
+    keep_alive_and_shutdown(true);
+}
+
+/// The same with workers that keep their CPU between batches.
+#[test]
+fn workers_that_do_not_yield_between_batches_serve_the_same() {
+    keep_alive_and_shutdown(false);
+}
+
+fn keep_alive_and_shutdown(yield_after_batch: bool) {
     let h = EventServer::builder()
         .workers(2)
+        .yield_after_batch(yield_after_batch)
         .bind("127.0.0.1:0")
         .unwrap()
         .serve(LinesFactory::new());

@@ -39,6 +39,7 @@ pub enum Mode {
 pub struct HttpServerBuilder {
     mode: Mode,
     workers: Option<usize>,
+    yield_after_batch: bool,
     max_connections: usize,
     limits: Limits,
     timeouts: Timeouts,
@@ -70,6 +71,7 @@ impl Default for HttpServerBuilder {
         HttpServerBuilder {
             mode: Mode::Threads,
             workers: None,
+            yield_after_batch: true,
             max_connections: 10_000,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
@@ -102,6 +104,15 @@ impl HttpServerBuilder {
     /// one thread per connection and ignores this.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n.max(1));
+        self
+    }
+
+    /// Event mode: yield the CPU after each batch of ready connections
+    /// (default on); see
+    /// [`EventServerBuilder::yield_after_batch`](stead_eventloop::EventServerBuilder::yield_after_batch).
+    /// Thread mode ignores this.
+    pub fn yield_after_batch(mut self, on: bool) -> Self {
+        self.yield_after_batch = on;
         self
     }
 
@@ -222,7 +233,8 @@ impl HttpServerBuilder {
                     .reuse_port(self.reuse_port)
                     .backlog(self.backlog)
                     .cancel_wait(self.cancel_wait)
-                    .first_read_timeout(Some(self.timeouts.header));
+                    .first_read_timeout(Some(self.timeouts.header))
+                    .yield_after_batch(self.yield_after_batch);
                 if let Some(n) = self.workers {
                     b = b.workers(n);
                 }

@@ -1212,6 +1212,11 @@ impl<F: SessionFactory> Control for Server<F> {
             if self.on_timeouts(sid, obs) == Flow::Lost {
                 return Exit::Lost;
             }
+            // Let whoever feeds this worker run before the next batch (see
+            // `EventServerBuilder::yield_after_batch`); an idle wait slept.
+            if !events.is_empty() && self.core.config.yield_after_batch {
+                rustix::thread::sched_yield();
+            }
         }
     }
 

@@ -39,6 +39,10 @@ struct Args {
     /// Worker threads in event mode (default: the number of CPUs).
     #[arg(long, env = "HELLO_WORKERS")]
     workers: Option<usize>,
+    /// Event mode: do not yield the CPU between batches of ready
+    /// connections (for CPUs reserved for the server; see BENCHMARKS.md).
+    #[arg(long, env = "HELLO_NO_YIELD")]
+    no_yield: bool,
     /// Maximum concurrent connections (accepting pauses at the limit).
     #[arg(long, env = "HELLO_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
@@ -142,7 +146,8 @@ fn run(args: Args) -> std::io::Result<()> {
     };
     let mut builder = HttpServer::builder()
         .mode(mode)
-        .max_connections(args.max_connections);
+        .max_connections(args.max_connections)
+        .yield_after_batch(!args.no_yield);
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
