@@ -554,7 +554,7 @@ fn one_run(server: &str, conns: usize, o: &Opts) -> Row {
 }
 
 /// RSS per idle keep-alive connection: open `n`, one request each, then idle.
-fn idle_memory(server: &str, n: usize, o: &Opts) -> Option<(f64, u64)> {
+fn idle_memory(server: &str, n: usize, o: &Opts) -> Option<(f64, u64, usize)> {
     let s = Server::start(server, o.workers);
     let mut warm = TcpStream::connect(s.addr).ok()?;
     warm.write_all(REQUEST).ok()?;
@@ -574,19 +574,26 @@ fn idle_memory(server: &str, n: usize, o: &Opts) -> Option<(f64, u64)> {
             }
         }
     }
+    // Stop at the first connection the server does not answer (it is at
+    // its connection limit, the rest wait in the backlog): waiting out a
+    // timeout per connection would let the served ones reach their
+    // keep-alive timeout before the measurement.
+    let mut served = 0usize;
     for c in &mut conns {
-        c.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        if c.write_all(REQUEST).is_err() {
-            continue;
+        c.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let answered = c.write_all(REQUEST).is_ok() && c.read(&mut buf).is_ok_and(|n| n > 0);
+        if !answered {
+            eprintln!("loadcmp: idle test: {server} answered {served} of {n} connections");
+            break;
         }
-        let _ = c.read(&mut buf);
+        served += 1;
     }
     let rss = s.status_kb("VmRSS:");
     let threads = s.threads();
-    let per = (rss.saturating_sub(base)) as f64 * 1024.0 / conns.len().max(1) as f64;
+    let per = (rss.saturating_sub(base)) as f64 * 1024.0 / served.max(1) as f64;
     drop(conns);
     s.stop();
-    Some((per, threads))
+    Some((per, threads, served))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -668,14 +675,14 @@ fn main() {
     let mut idle = String::new();
     if o.idle > 0 {
         idle.push_str(&format!(
-            "\n| server | RSS per idle keep-alive connection ({} conns) | threads |\n|---|---:|---:|\n",
+            "\n| server | RSS per idle keep-alive connection | connections (of {} opened) | threads |\n|---|---:|---:|---:|\n",
             o.idle
         ));
         // The floor server's idle cost is its thread stacks: not measured.
         for server in o.servers.iter().filter(|s| *s != "std-threads") {
-            if let Some((per, threads)) = idle_memory(server, o.idle, &o) {
+            if let Some((per, threads, served)) = idle_memory(server, o.idle, &o) {
                 idle.push_str(&format!(
-                    "| {server} | {:.1} KB | {threads} |\n",
+                    "| {server} | {:.1} KB | {served} | {threads} |\n",
                     per / 1024.0
                 ));
             }
