@@ -481,6 +481,24 @@ impl<S: AsFd> Conn<S> {
         self.waiter.wait(self.stream.as_fd(), interest, op, timeout)
     }
 
+    /// In blocking-syscall mode, run `call(fd, dontwait)` (the syscall on the
+    /// socket itself) within the direction's timeout; `None` otherwise.
+    fn blocking_call(
+        &mut self,
+        interest: Interest,
+        mut call: impl FnMut(BorrowedFd<'_>, bool) -> rustix::io::Result<usize>,
+    ) -> Option<io::Result<usize>> {
+        let b = self.blocking.as_mut()?;
+        let fd = self.stream.as_fd();
+        let timeout = match interest {
+            Interest::Read => self.read_timeout,
+            Interest::Write => self.write_timeout,
+        };
+        Some(b.run(fd, &self.waiter.cancel, interest, timeout, |nb| {
+            call(fd, nb)
+        }))
+    }
+
     /// Run `op` on the stream until it stops reporting `WouldBlock`
     /// (waiting for `interest` in between, within the operation's timeout)
     /// or `Interrupted`.
@@ -539,17 +557,12 @@ impl<S: Read + AsFd> Conn<S> {
 impl<S: Read + AsFd> Read for Conn<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
-        let n = if let Some(b) = &mut self.blocking {
-            let fd = self.stream.as_fd();
-            b.run(
-                fd,
-                &self.waiter.cancel,
-                Interest::Read,
-                self.read_timeout,
-                |nb| rustix::net::recv(fd, &mut *buf, recv_flags(nb)).map(|(n, _)| n),
-            )?
-        } else {
-            self.retry(Interest::Read, |s| s.read(buf))?
+        let in_kernel = self.blocking_call(Interest::Read, |fd, nb| {
+            rustix::net::recv(fd, &mut *buf, recv_flags(nb)).map(|(n, _)| n)
+        });
+        let n = match in_kernel {
+            Some(r) => r?,
+            None => self.retry(Interest::Read, |s| s.read(buf))?,
         };
         self.bytes_read += n as u64;
         Ok(n)
@@ -559,35 +572,19 @@ impl<S: Read + AsFd> Read for Conn<S> {
 impl<S: Write + AsFd> Write for Conn<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
-        if let Some(b) = &mut self.blocking {
-            let fd = self.stream.as_fd();
-            return b.run(
-                fd,
-                &self.waiter.cancel,
-                Interest::Write,
-                self.write_timeout,
-                |nb| rustix::net::send(fd, buf, send_flags(nb)),
-            );
-        }
-        self.retry(Interest::Write, |s| s.write(buf))
+        let in_kernel = self.blocking_call(Interest::Write, |fd, nb| {
+            rustix::net::send(fd, buf, send_flags(nb))
+        });
+        in_kernel.unwrap_or_else(|| self.retry(Interest::Write, |s| s.write(buf)))
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         self.waiter.cancel.check()?;
-        if let Some(b) = &mut self.blocking {
-            let fd = self.stream.as_fd();
-            return b.run(
-                fd,
-                &self.waiter.cancel,
-                Interest::Write,
-                self.write_timeout,
-                |nb| {
-                    let mut no_control = SendAncillaryBuffer::default();
-                    rustix::net::sendmsg(fd, bufs, &mut no_control, send_flags(nb))
-                },
-            );
-        }
-        self.retry(Interest::Write, |s| s.write_vectored(bufs))
+        let in_kernel = self.blocking_call(Interest::Write, |fd, nb| {
+            let mut no_control = SendAncillaryBuffer::default();
+            rustix::net::sendmsg(fd, bufs, &mut no_control, send_flags(nb))
+        });
+        in_kernel.unwrap_or_else(|| self.retry(Interest::Write, |s| s.write_vectored(bufs)))
     }
 
     fn flush(&mut self) -> io::Result<()> {
