@@ -449,8 +449,8 @@ pub fn poll_ready<F: Future>(fut: F) -> F::Output {
 
 /// The command line of the load comparison's twin servers (`hyper_hello`,
 /// `std_hello`): `[--addr HOST:PORT] [--workers N]`, with `default_addr`
-/// and the number of CPUs as defaults. Panics with the expected form on a
-/// bad argument (these binaries are driven by `loadcmp`).
+/// and the number of CPUs as defaults. `--help` prints the usage and exits;
+/// a bad argument prints what is wrong and the usage, and exits with status 2.
 ///
 /// ```
 /// let (addr, workers) = stead_benches::server_args(
@@ -461,24 +461,30 @@ pub fn server_args(
     default_addr: &str,
     args: impl IntoIterator<Item = String>,
 ) -> (std::net::SocketAddr, usize) {
+    let usage =
+        format!("usage: [--addr HOST:PORT (default {default_addr})] [--workers N (default: CPUs)]");
+    let bad = |what: String| -> ! {
+        eprintln!("{what}\n{usage}");
+        std::process::exit(2)
+    };
     let mut addr = default_addr.parse().expect("default address");
     let mut workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut args = args.into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--addr" => {
-                addr = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--addr HOST:PORT")
+            "--addr" => match args.next().map(|v| v.parse()) {
+                Some(Ok(v)) => addr = v,
+                _ => bad("--addr needs HOST:PORT".into()),
+            },
+            "--workers" => match args.next().map(|v| v.parse::<usize>()) {
+                Some(Ok(n)) if n > 0 => workers = n,
+                _ => bad("--workers needs a positive number".into()),
+            },
+            "-h" | "--help" => {
+                println!("{usage}");
+                std::process::exit(0)
             }
-            "--workers" => {
-                workers = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--workers N")
-            }
-            other => panic!("unknown argument {other}"),
+            other => bad(format!("unknown argument {other}")),
         }
     }
     (addr, workers)
