@@ -16,15 +16,23 @@
 //! The callback runs on the cancelling thread, outside the token's lock, so
 //! it reaches the descriptor through a slot that the `Conn` empties (under
 //! the slot's lock) before its stream can close or change: on drop (field
-//! order), and in `get_mut`, `into_inner`, `map` and `try_map`, which leave
-//! blocking mode. The hang-up registry follows the same discipline.
+//! order), and in `get_mut`, `into_inner`, `map`, `try_map` and
+//! `replace_cancel`, which leave blocking mode (a replaced token must not
+//! end the connection, and the non-blocking path needs no callback). The
+//! hang-up registry follows the same discipline.
+//!
+//! The kernel timeout is the nearer of the operation's timeout and the
+//! token's deadline, so a deadline holds even if the deadline thread could
+//! not start; a signal that interrupts a call resumes it with the time left,
+//! not a fresh timeout.
 
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
 use rustix::net::sockopt::{self, Timeout as SockTimeout};
 
 use crate::cancel::{CallbackGuard, Cancel};
@@ -38,9 +46,10 @@ pub(crate) struct BlockingSocket {
     fd: Slot,
     /// Unregisters the shutdown callback when dropped.
     _on_cancel: CallbackGuard,
-    /// The timeouts the socket carries now, to set them only on change.
-    rcv_timeout: Option<Duration>,
-    snd_timeout: Option<Duration>,
+    /// The timeouts the socket carries now (`None`: not known yet), so they
+    /// are set only when they change.
+    rcv_timeout: Option<Option<Duration>>,
+    snd_timeout: Option<Option<Duration>>,
 }
 
 #[allow(unsafe_code)]
@@ -73,23 +82,26 @@ impl BlockingSocket {
         })
     }
 
-    /// Follow a new token (the old one's callback is unregistered).
-    pub(crate) fn rebind(&mut self, cancel: &Cancel) {
-        self._on_cancel = register(&self.fd, cancel);
-    }
-
-    /// Leave blocking mode: the descriptor goes back to non-blocking, and a
-    /// cancel no longer touches it. Call while the stream is still the one
-    /// this was enabled on.
+    /// Leave blocking mode: a cancel no longer touches the descriptor, which
+    /// goes back to non-blocking without socket timeouts. Call while the
+    /// stream is still the one this was enabled on.
     #[allow(unsafe_code)]
     pub(crate) fn leave(self) {
         let raw = self.fd.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(raw) = raw {
-            // SAFETY: the caller's stream, still open, owns this descriptor.
-            let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-            if let Err(e) = rustix::io::ioctl_fionbio(fd, true) {
-                log::warn!("stead: cannot make a socket non-blocking again: {e}");
+        let Some(raw) = raw else { return };
+        // SAFETY: the caller's stream, still open, owns this descriptor.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        let restore = || -> io::Result<()> {
+            if self.rcv_timeout != Some(None) {
+                sockopt::set_socket_timeout(fd, SockTimeout::Recv, None)?;
             }
+            if self.snd_timeout != Some(None) {
+                sockopt::set_socket_timeout(fd, SockTimeout::Send, None)?;
+            }
+            Ok(rustix::io::ioctl_fionbio(fd, true)?)
+        };
+        if let Err(e) = restore() {
+            log::warn!("stead: cannot make a socket non-blocking again: {e}");
         }
     }
 
@@ -104,7 +116,6 @@ impl BlockingSocket {
         timeout: Option<Duration>,
         mut call: impl FnMut(bool) -> rustix::io::Result<usize>,
     ) -> io::Result<usize> {
-        use rustix::io::Errno;
         let op = match interest {
             Interest::Read => "read",
             Interest::Write => "write",
@@ -132,11 +143,36 @@ impl BlockingSocket {
         } else {
             None
         };
-        self.set_timeout(fd, interest, timeout)?;
+        // The kernel's timer gets the nearer of the operation's timeout and
+        // the token's deadline (without a deadline, the same value every
+        // time: no `setsockopt` per call).
+        let start = Instant::now();
+        let mut left = match (timeout, cancel.remaining()) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        };
+        let until = left.map(|l| start + l);
         loop {
+            if left.is_some_and(|l| l.is_zero()) {
+                cancel.check()?;
+                return Err(timed_out());
+            }
+            self.set_timeout(fd, interest, left)?;
             match call(false) {
-                Err(Errno::INTR) => cancel.check()?,
-                // Only the socket timeout makes a blocking call say `EAGAIN`.
+                // A signal: go again with the time left, not a fresh timeout.
+                Err(Errno::INTR) => {
+                    cancel.check()?;
+                    left = until.map(|u| u.saturating_duration_since(Instant::now()));
+                }
+                // A blocking call says `EAGAIN` only when its timer ran out,
+                // unless someone made the shared descriptor non-blocking.
+                Err(Errno::AGAIN) if until.is_none_or(|u| Instant::now() < u) => {
+                    cancel.check()?;
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "stead: the socket of a blocking-syscall Conn was made non-blocking elsewhere",
+                    ));
+                }
                 Err(Errno::AGAIN) => {
                     cancel.check()?;
                     return Err(timed_out());
@@ -156,9 +192,9 @@ impl BlockingSocket {
             Interest::Read => (&mut self.rcv_timeout, SockTimeout::Recv),
             Interest::Write => (&mut self.snd_timeout, SockTimeout::Send),
         };
-        if *current != t {
+        if *current != Some(t) {
             sockopt::set_socket_timeout(fd, id, t)?;
-            *current = t;
+            *current = Some(t);
         }
         Ok(())
     }
@@ -166,7 +202,11 @@ impl BlockingSocket {
 
 /// A cancel's shutdown shows as end of input or an error: report it as the
 /// cancellation it is.
-fn finish(r: rustix::io::Result<usize>, cancel: &Cancel, interest: Interest) -> io::Result<usize> {
+pub(crate) fn finish(
+    r: rustix::io::Result<usize>,
+    cancel: &Cancel,
+    interest: Interest,
+) -> io::Result<usize> {
     match r {
         Ok(0) if interest == Interest::Read => {
             cancel.check()?;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
 use crate::backoff::Backoff;
-use crate::blocking_socket::BlockingSocket;
+use crate::blocking_socket::{BlockingSocket, finish};
 use crate::cancel::{Cancel, CancelReason, Cancelled};
 use crate::sys::{self, Interest, Woke};
 
@@ -141,6 +141,9 @@ impl Waiter {
 ///
 /// Works with `TcpStream` and with anything `AsFd + Read + Write` over a
 /// non-blocking descriptor (a TLS stream over a `TcpStream`, a Unix socket).
+/// A `Conn<TcpStream>` can instead block in the syscalls themselves
+/// ([`block_in_syscalls`](Conn::block_in_syscalls)), as the connections of
+/// stead-core's [`Server`](crate::Server) do.
 ///
 /// ```
 /// use std::io::Read;
@@ -215,10 +218,13 @@ impl Conn<TcpStream> {
     /// interrupts a blocked call promptly, by shutting the socket down,
     /// which ends the connection, as a cancel does anyway. Only worth it on
     /// a thread that has nothing else to do while the connection waits;
-    /// stead-core's [`Server`](crate::Server) turns it on for its connections.
+    /// stead-core's [`Server`](crate::Server) turns it on for its connections
+    /// (see [`ServerBuilder::block_in_syscalls`](crate::ServerBuilder::block_in_syscalls)).
     /// [`get_mut`](Conn::get_mut), [`into_inner`](Conn::into_inner),
-    /// [`map`](Conn::map) and [`try_map`](Conn::try_map) turn it off (the
-    /// socket is non-blocking again).
+    /// [`map`](Conn::map), [`try_map`](Conn::try_map) and
+    /// [`replace_cancel`](Conn::replace_cancel) turn it off (the socket is
+    /// non-blocking again, without socket timeouts). The descriptor seen
+    /// through [`get_ref`](Conn::get_ref) or [`AsFd`] is blocking meanwhile.
     pub fn block_in_syscalls(&mut self) -> io::Result<()> {
         if self.blocking.is_none() {
             self.blocking = Some(BlockingSocket::enable(&self.stream, &self.waiter.cancel)?);
@@ -259,9 +265,9 @@ impl<S> Conn<S> {
     pub fn replace_cancel(&mut self, cancel: Cancel) -> Cancel {
         self.hangup = None;
         self.waiter.reg = None;
-        if let Some(b) = &mut self.blocking {
-            b.rebind(&cancel);
-        }
+        // A cancel in blocking-syscall mode ends the connection; a replaced
+        // token (say, a request's child, then the parent again) must not.
+        self.leave_blocking();
         std::mem::replace(&mut self.waiter.cancel, cancel)
     }
 
@@ -535,7 +541,8 @@ impl<S: Read + AsFd> Conn<S> {
             let n = loop {
                 match rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
                     Err(rustix::io::Errno::INTR) => {}
-                    r => break r.map(|(n, _)| n)?,
+                    Err(rustix::io::Errno::AGAIN) => return Err(io::ErrorKind::WouldBlock.into()),
+                    r => break finish(r.map(|(n, _)| n), &self.waiter.cancel, Interest::Read)?,
                 }
             };
             self.bytes_read += n as u64;
@@ -582,6 +589,9 @@ impl<S: Write + AsFd> Write for Conn<S> {
         self.waiter.cancel.check()?;
         let in_kernel = self.blocking_call(Interest::Write, |fd, nb| {
             let mut no_control = SendAncillaryBuffer::default();
+            // The kernel refuses more than `UIO_MAXIOV` slices (std's
+            // `writev` caps them the same way).
+            let bufs = &bufs[..bufs.len().min(1024)];
             rustix::net::sendmsg(fd, bufs, &mut no_control, send_flags(nb))
         });
         in_kernel.unwrap_or_else(|| self.retry(Interest::Write, |s| s.write_vectored(bufs)))

@@ -91,6 +91,7 @@ pub struct ServerBuilder {
     reuse_port: bool,
     backlog: i32,
     nodelay: bool,
+    block_in_syscalls: bool,
     cancel_wait: Duration,
     spawner: Arc<dyn Spawner>,
 }
@@ -116,6 +117,7 @@ impl Default for ServerBuilder {
             reuse_port: false,
             backlog: 1024,
             nodelay: true,
+            block_in_syscalls: true,
             cancel_wait: Duration::from_secs(1),
             spawner: Arc::new(ThreadSpawner),
         }
@@ -163,6 +165,18 @@ impl ServerBuilder {
     /// Set `TCP_NODELAY` on accepted connections (default on).
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
+        self
+    }
+
+    /// Hand handlers connections in blocking-syscall mode (default on; see
+    /// [`Conn::block_in_syscalls`]): the socket is blocking, a read or write
+    /// is one syscall bounded by `SO_RCVTIMEO`/`SO_SNDTIMEO`, and a cancel
+    /// shuts the socket down. Turn it off for a handler that uses the raw
+    /// socket itself (`get_ref`, `as_fd`: peeking, its own epoll, a
+    /// `try_clone`) and expects it non-blocking; [`Conn::get_mut`] and
+    /// [`Conn::into_inner`] make it non-blocking again anyway.
+    pub fn block_in_syscalls(mut self, on: bool) -> Self {
+        self.block_in_syscalls = on;
         self
     }
 
@@ -536,13 +550,14 @@ fn accept_loop(mut listener: Listener, shared: Arc<Shared>, handler: Arc<dyn Han
         };
         let h = handler.clone();
         let sh = shared.clone();
+        let block_in_syscalls = shared.config.block_in_syscalls;
         let mut job: Job = Box::new(move || {
             let _guard = guard;
             let mut conn = Conn::from_nonblocking(stream, conn_cancel);
             conn.set_tracker(slot);
             conn.set_sticky();
             // The thread waits for nothing else: let the kernel block it.
-            if let Err(e) = conn.block_in_syscalls() {
+            if block_in_syscalls && let Err(e) = conn.block_in_syscalls() {
                 log::debug!("stead: connection from {peer} stays non-blocking: {e}");
             }
             if catch_unwind(AssertUnwindSafe(|| h.handle(conn))).is_err() {

@@ -56,6 +56,7 @@ both_modes!(
     blocked_write_to_a_peer_not_reading_returns_promptly_on_cancel,
     blocked_write_times_out,
     vectored_writes_arrive_whole,
+    a_vectored_write_of_many_slices_writes_a_prefix,
     a_read_announces_a_block_only_when_it_blocks,
 );
 
@@ -235,6 +236,18 @@ fn vectored_writes_arrive_whole(blocking: bool) {
     assert!(got[..300_000].iter().all(|&x| x == 1) && got[300_000..].iter().all(|&x| x == 2));
 }
 
+/// More slices than the kernel takes at once (1,024) is a partial write,
+/// not an error.
+fn a_vectored_write_of_many_slices_writes_a_prefix(blocking: bool) {
+    let (_client, server) = pair();
+    let mut conn = conn(server, Cancel::new(), blocking);
+    let data = [7u8; 10];
+    let slices: Vec<std::io::IoSlice<'_>> =
+        (0..2000).map(|_| std::io::IoSlice::new(&data)).collect();
+    let n = conn.write_vectored(&slices).unwrap();
+    assert!(n > 0 && n <= 10 * 1024, "wrote {n}");
+}
+
 /// Counts blocking sections and reports the first through a channel.
 struct Announced(std::sync::Mutex<Option<mpsc::Sender<()>>>, AtomicUsize);
 
@@ -319,15 +332,16 @@ fn a_late_cancel_leaves_a_reused_descriptor_alone() {
     assert_eq!(&buf, b"!k");
 }
 
-/// A replaced token takes over: the new one interrupts a blocked read, the
-/// old one no longer reaches the socket.
+/// Replacing the token leaves blocking-syscall mode: the old token no
+/// longer reaches the socket, the new one interrupts a blocked read.
 #[test]
-fn blocking_syscall_mode_follows_a_replaced_token() {
+fn replacing_the_token_leaves_blocking_syscall_mode() {
     let (mut client, server) = pair();
     let old = Cancel::new();
     let mut c = conn(server, old.clone(), true);
     let new = Cancel::new();
     c.replace_cancel(new.clone());
+    assert!(!c.blocks_in_syscalls());
     old.cancel();
     client.write_all(b"z").unwrap();
     let mut one = [0u8; 1];
@@ -335,6 +349,48 @@ fn blocking_syscall_mode_follows_a_replaced_token() {
     let (e, took) = cancel_while_blocked(new, move || c.read(&mut one).unwrap_err());
     assert!(took < PROMPT, "read returned {took:?} after cancel");
     assert!(Cancelled::from_io(&e).is_some());
+}
+
+/// Socket timeouts are stead's only while it is in blocking-syscall mode:
+/// one set before is not taken for "no timeout", and none is left behind.
+#[test]
+fn socket_timeouts_are_set_on_entry_and_cleared_on_exit() {
+    let (_client, server) = pair();
+    server
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let token = Cancel::with_timeout(Duration::from_millis(300));
+    let mut c = conn(server, token, true);
+    // No read timeout of its own: the token's deadline ends the read, not
+    // the 20 ms the socket carried.
+    let e = c.read(&mut [0u8; 1]).unwrap_err();
+    assert!(
+        Cancelled::from_io(&e).is_some_and(|c| c.is_timeout()),
+        "ended by {e:?}, not by the deadline"
+    );
+
+    let (_client, server) = pair();
+    let mut c = conn(server, Cancel::new(), true);
+    c.set_read_timeout(Some(Duration::from_millis(5)));
+    assert_eq!(
+        c.read(&mut [0u8; 1]).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    let s = c.into_inner();
+    assert_eq!(s.read_timeout().unwrap(), None);
+    assert_eq!(s.write_timeout().unwrap(), None);
+}
+
+/// A descriptor made non-blocking behind the `Conn`'s back is reported as
+/// such, not as a timeout that never happened.
+#[test]
+fn a_socket_made_nonblocking_elsewhere_is_reported() {
+    let (_client, server) = pair();
+    let mut c = conn(server, Cancel::new(), true);
+    c.get_ref().set_nonblocking(true).unwrap();
+    let e = c.read(&mut [0u8; 1]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    assert!(e.to_string().contains("non-blocking elsewhere"), "{e}");
 }
 
 #[test]
