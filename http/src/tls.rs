@@ -161,8 +161,9 @@ pub(crate) fn new_session(cfg: &Arc<rustls::ServerConfig>) -> Option<ServerConne
     }
 }
 
-/// A TLS session driven over a non-blocking [`Conn`]: the transport the
-/// connection state machine uses for HTTPS, in both modes.
+/// A TLS session driven over a [`Conn`]: the transport the connection state
+/// machine uses for HTTPS, in both modes (in thread mode the `Conn` blocks
+/// in its syscalls and reads block in `recv`).
 pub(crate) struct TlsIo<'a> {
     conn: &'a mut Conn<TcpStream>,
     tls: &'a mut ServerConnection,
@@ -228,7 +229,12 @@ impl<'a> TlsIo<'a> {
             }
             // Handshake messages (or alerts) to send before reading more.
             self.flush_tls()?;
-            match self.tls.read_tls(&mut CountedRead(&mut *self.conn)) {
+            let got = if block && self.conn.blocks_in_syscalls() {
+                self.read_tls_blocking()
+            } else {
+                self.tls.read_tls(&mut CountedRead(&mut *self.conn))
+            };
+            match got {
                 Ok(0) => {
                     // TCP EOF or close_notify: the end of input, after any
                     // plaintext still buffered.
@@ -255,6 +261,26 @@ impl<'a> TlsIo<'a> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Thread mode ([`Conn::blocks_in_syscalls`]): one blocking `recv`
+    /// within the read timeout (and the handshake deadline while the
+    /// handshake runs) instead of a `poll` and a non-blocking read.
+    fn read_tls_blocking(&mut self) -> io::Result<usize> {
+        let saved = self.conn.read_timeout();
+        if self.tls.is_handshaking() {
+            let left = self
+                .handshake_deadline
+                .saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(handshake_timeout());
+            }
+            self.conn
+                .set_read_timeout(Some(saved.map_or(left, |s| s.min(left))));
+        }
+        let r = self.tls.read_tls(&mut BlockingRead(&mut *self.conn));
+        self.conn.set_read_timeout(saved);
+        r
     }
 
     /// Plaintext waiting, or an end of input (close_notify / EOF) that the
@@ -287,7 +313,8 @@ impl Io for TlsIo<'_> {
     }
 
     fn wait_readable(&mut self) -> io::Result<()> {
-        if self.has_buffered_input() {
+        // In thread mode the read that follows waits itself.
+        if self.has_buffered_input() || self.conn.blocks_in_syscalls() {
             return Ok(());
         }
         self.wait_input()
@@ -346,6 +373,15 @@ impl Io for TlsIo<'_> {
 
     fn end_hangup_watch(&mut self) {
         self.conn.end_hangup_watch()
+    }
+}
+
+/// Reads through the blocking [`Conn`] read (thread mode).
+struct BlockingRead<'a>(&'a mut stead_core::Conn<std::net::TcpStream>);
+
+impl io::Read for BlockingRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(self.0, buf)
     }
 }
 
