@@ -338,8 +338,11 @@ impl Server {
 
     /// Start the accept loop on its own thread (`stead-accept`) and return a handle.
     pub fn serve<H: Handler>(mut self, handler: H) -> ServerHandle {
-        // A connection holds its socket and its thread's wake-up eventfd.
-        self.config.max_connections = fit_fd_limit(self.config.max_connections, 2);
+        // A connection holds its socket; a non-blocking one also its
+        // thread's wake-up eventfd (blocking-syscall mode polls only if a
+        // handler calls `Conn::wait_readable`/`wait_writable`).
+        let per_connection = if self.config.block_in_syscalls { 1 } else { 2 };
+        self.config.max_connections = fit_fd_limit(self.config.max_connections, per_connection);
         let local_addr = self.listener.local_addr().ok();
         let shared = Arc::new(Shared {
             root: Cancel::new(),

@@ -48,8 +48,8 @@ fn accept_backs_off_on_emfile_and_recovers() {
     log::set_max_level(log::LevelFilter::Debug);
 
     // A connection limit that cannot fit the descriptor limit is lowered up
-    // front, with a warning naming the numbers (2 descriptors per
-    // thread-mode connection, 64 kept for the rest).
+    // front, with a warning naming the numbers (here 2 descriptors per
+    // connection, as for a non-blocking thread-mode one; 64 kept for the rest).
     let saved = getrlimit(Resource::Nofile);
     setrlimit(
         Resource::Nofile,

@@ -120,6 +120,9 @@ pub(crate) struct Session {
     head_deadline: Option<Instant>,
     /// Half-closed after an error: discarding input until then.
     linger_until: Option<Instant>,
+    /// Bytes discarded so far while lingering: the budget spans every
+    /// readiness of an event-mode session, not each one.
+    lingered: usize,
     /// Event mode: a complete head whose (small) body is still arriving,
     /// buffered in `pending`, and what it still needs (so each readiness
     /// looks at the new bytes only, without parsing the head again).
@@ -464,6 +467,7 @@ fn start_linger<I: Io>(
     sess.awaiting = None;
     let until = Instant::now() + cfg.timeouts.linger;
     sess.linger_until = Some(until);
+    sess.lingered = 0;
     linger(sess, io, &mut bufs.rbuf, until, blocking)
 }
 
@@ -475,7 +479,7 @@ fn linger<I: Io>(
     until: Instant,
     blocking: bool,
 ) -> Next {
-    let mut total = 0usize;
+    let mut total = sess.lingered;
     loop {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() || total > LINGER_MAX {
@@ -494,6 +498,7 @@ fn linger<I: Io>(
             Ok(n) => total += n,
             Err(e) if !blocking && e.kind() == io::ErrorKind::WouldBlock => {
                 sess.linger_until = Some(until);
+                sess.lingered = total;
                 return Next::Park(Some(left));
             }
             Err(_) => return Next::Close,
@@ -929,4 +934,51 @@ fn simulate_mode(input: &[&[u8]], limits: Limits, handler: &dyn Handler, event: 
         }
     }
     panic!("stead-http: simulate_event: the connection never closed after its input ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event-mode session lingering after a rejected body stops reading
+    /// at the budget even when the input arrives over many readinesses
+    /// (each ends in `WouldBlock` and parks the session).
+    #[test]
+    fn the_linger_budget_spans_event_mode_readinesses() {
+        let head: &[u8] = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
+        let chunk = vec![b'x'; 16 * 1024];
+        let mut input: Vec<&[u8]> = vec![head];
+        input.extend(std::iter::repeat_n(&chunk[..], 256)); // 4 MiB
+        let cfg = Config {
+            limits: Limits::default().body(64 * 1024),
+            timeouts: Timeouts::default(),
+            max_requests: u64::MAX,
+        };
+        let stats = Counters::default();
+        let handler = |_: http::Request<crate::Body<'_>>, _: &stead_core::Cancel| "unreachable";
+        let ctx = Ctx {
+            handler: &handler,
+            cfg: &cfg,
+            stats: &stats,
+        };
+        let mut sess = Session::new(None);
+        let mut bufs = Buffers::new(8 * 1024);
+        let mut io = crate::io::MemoryIo::new_event(&input);
+        let mut closed = false;
+        for _ in 0..input.len() + 3 {
+            let next = drive(&mut sess, &mut io, &mut bufs, ctx, false);
+            bufs.reset();
+            if next == Next::Close {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "the session lingered through all its input");
+        assert!(io.output.starts_with(b"HTTP/1.1 413"));
+        let read = (256 - io.unread_pieces()) * chunk.len();
+        assert!(
+            read <= LINGER_MAX + 2 * chunk.len(),
+            "discarded {read} bytes"
+        );
+    }
 }

@@ -156,6 +156,12 @@ pub(crate) struct MemoryIo<'a> {
 }
 
 impl<'a> MemoryIo<'a> {
+    /// Input pieces not read at all yet.
+    #[cfg(test)]
+    pub(crate) fn unread_pieces(&self) -> usize {
+        self.pieces.len()
+    }
+
     pub(crate) fn new(pieces: &'a [&'a [u8]]) -> Self {
         MemoryIo {
             pieces: pieces.iter(),
