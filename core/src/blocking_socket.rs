@@ -116,13 +116,9 @@ impl BlockingSocket {
         timeout: Option<Duration>,
         mut call: impl FnMut(bool) -> rustix::io::Result<usize>,
     ) -> io::Result<usize> {
-        let op = match interest {
-            Interest::Read => "read",
-            Interest::Write => "write",
-        };
         let timed_out = || -> io::Error {
             Timeout {
-                op,
+                op: interest.op(),
                 after: timeout.unwrap_or_default(),
             }
             .into()
@@ -146,12 +142,11 @@ impl BlockingSocket {
         // The kernel's timer gets the nearer of the operation's timeout and
         // the token's deadline (without a deadline, the same value every
         // time: no `setsockopt` per call).
-        let start = Instant::now();
         let mut left = match (timeout, cancel.remaining()) {
             (Some(t), Some(r)) => Some(t.min(r)),
             (t, r) => t.or(r),
         };
-        let until = left.map(|l| start + l);
+        let until = left.map(|l| Instant::now() + l);
         loop {
             if left.is_some_and(|l| l.is_zero()) {
                 cancel.check()?;

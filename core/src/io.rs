@@ -480,11 +480,17 @@ impl<S: AsFd> Conn<S> {
 
     /// Wait for `interest` within that direction's timeout.
     fn wait_for(&mut self, interest: Interest) -> io::Result<()> {
-        let (op, timeout) = match interest {
-            Interest::Read => ("read", self.read_timeout),
-            Interest::Write => ("write", self.write_timeout),
-        };
-        self.waiter.wait(self.stream.as_fd(), interest, op, timeout)
+        let timeout = self.timeout_for(interest);
+        self.waiter
+            .wait(self.stream.as_fd(), interest, interest.op(), timeout)
+    }
+
+    /// The timeout of each call in that direction.
+    fn timeout_for(&self, interest: Interest) -> Option<Duration> {
+        match interest {
+            Interest::Read => self.read_timeout,
+            Interest::Write => self.write_timeout,
+        }
     }
 
     /// In blocking-syscall mode, run `call(fd, dontwait)` (the syscall on the
@@ -494,12 +500,9 @@ impl<S: AsFd> Conn<S> {
         interest: Interest,
         mut call: impl FnMut(BorrowedFd<'_>, bool) -> rustix::io::Result<usize>,
     ) -> Option<io::Result<usize>> {
+        let timeout = self.timeout_for(interest);
         let b = self.blocking.as_mut()?;
         let fd = self.stream.as_fd();
-        let timeout = match interest {
-            Interest::Read => self.read_timeout,
-            Interest::Write => self.write_timeout,
-        };
         Some(b.run(fd, &self.waiter.cancel, interest, timeout, |nb| {
             call(fd, nb)
         }))

@@ -65,6 +65,16 @@ pub(crate) enum Interest {
     Write,
 }
 
+impl Interest {
+    /// The operation, as named in a [`Timeout`](crate::Timeout).
+    pub(crate) fn op(self) -> &'static str {
+        match self {
+            Interest::Read => "read",
+            Interest::Write => "write",
+        }
+    }
+}
+
 /// Wait until `fd` is ready for `interest`, `cancel` is readable, or `deadline` passes.
 pub(crate) fn wait(
     fd: BorrowedFd<'_>,

@@ -201,8 +201,17 @@ impl<'a> TlsIo<'a> {
     /// Wait for input, bounding the wait by the handshake deadline while
     /// the handshake runs.
     fn wait_input(&mut self) -> io::Result<()> {
+        self.within_handshake_deadline(|io| io.conn.wait_readable())
+    }
+
+    /// Run `f` (which waits on the connection) with the read timeout
+    /// bounded by the handshake deadline while the handshake runs.
+    fn within_handshake_deadline<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> io::Result<T>,
+    ) -> io::Result<T> {
         if !self.tls.is_handshaking() {
-            return self.conn.wait_readable();
+            return f(self);
         }
         let left = self
             .handshake_deadline
@@ -213,7 +222,7 @@ impl<'a> TlsIo<'a> {
         let saved = self.conn.read_timeout();
         let t = saved.map_or(left, |s| s.min(left));
         self.conn.set_read_timeout(Some(t));
-        let r = self.conn.wait_readable();
+        let r = f(self);
         self.conn.set_read_timeout(saved);
         r
     }
@@ -267,20 +276,7 @@ impl<'a> TlsIo<'a> {
     /// within the read timeout (and the handshake deadline while the
     /// handshake runs) instead of a `poll` and a non-blocking read.
     fn read_tls_blocking(&mut self) -> io::Result<usize> {
-        let saved = self.conn.read_timeout();
-        if self.tls.is_handshaking() {
-            let left = self
-                .handshake_deadline
-                .saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(handshake_timeout());
-            }
-            self.conn
-                .set_read_timeout(Some(saved.map_or(left, |s| s.min(left))));
-        }
-        let r = self.tls.read_tls(&mut BlockingRead(&mut *self.conn));
-        self.conn.set_read_timeout(saved);
-        r
+        self.within_handshake_deadline(|io| io.tls.read_tls(&mut BlockingRead(&mut *io.conn)))
     }
 
     /// Plaintext waiting, or an end of input (close_notify / EOF) that the
